@@ -1,0 +1,190 @@
+"""TOML configuration: loading, ``--set KEY=VALUE`` overrides, validated frozen dataclasses.
+
+Every command reads a TOML file with sections (``[theory]``, ``[sampler]``, ``[run]``,
+``[flow]``, ``[train]``, ...).  Each section maps onto a frozen dataclass with defaults;
+:func:`section_to_dataclass` rejects unknown keys and wrong types with a one-line
+:class:`ConfigError`, and the dataclass's ``__post_init__`` checks ranges.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import tomllib
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from lattice_samplers.theory import PARAMETRIZATIONS, Phi4Theory
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported to the user as one line (no traceback)."""
+
+
+def load_config(path: str | Path | None) -> dict[str, Any]:
+    """Read a TOML file into a nested dict (an empty dict for ``None``).
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing or is not valid TOML.
+    """
+    if path is None:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        with p.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: invalid TOML: {exc}") from None
+
+
+def _parse_value(text: str) -> Any:
+    """Parse an override value as a TOML value; bare words stay strings (``kind=hmc``)."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of ``config`` with ``SECTION.KEY=VALUE`` overrides applied.
+
+    Values are parsed as TOML (``8``, ``0.5``, ``true``, ``"x"``, ``[1, 2]``); anything that is
+    not valid TOML is taken as a string.  Dotted keys create nested tables.
+    """
+    out = copy.deepcopy(dict(config))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set expects KEY=VALUE (e.g. theory.L=8), got {item!r}")
+        parts = key.split(".")
+        node = out
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: {part!r} is a value, not a section")
+            node = child
+        node[parts[-1]] = _parse_value(value.strip())
+    return out
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is Any:
+        return True
+    if origin in (tuple, list):
+        args = typing.get_args(annotation)
+        if not isinstance(value, list | tuple):
+            return False
+        item = args[0] if args else Any
+        return all(_type_ok(v, item) for v in value)
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if origin is typing.Literal:
+        return value in typing.get_args(annotation)
+    if isinstance(annotation, type):
+        return isinstance(value, annotation)
+    return True
+
+
+def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def section_to_dataclass(cls: type[T], data: Mapping[str, Any] | None, section: str) -> T:
+    """Build the frozen dataclass ``cls`` from one config section, checking keys and types.
+
+    Integers are accepted for float fields (and converted); lists for tuple fields.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown key, a wrong type, or a value rejected by ``cls.__post_init__``.
+    """
+    data = dict(data or {})
+    if not isinstance(data, dict):
+        raise ConfigError(f"[{section}] must be a table")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) in [{section}]: {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(fields))})"
+        )
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        ann = hints[name]
+        if not _type_ok(value, ann):
+            raise ConfigError(
+                f"[{section}] {name} must be {_type_name(ann)}, got {value!r} "
+                f"({type(value).__name__})"
+            )
+        if ann is float and isinstance(value, int):
+            value = float(value)
+        if isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"[{section}] {exc}") from None
+
+
+#: The built-in default theory point: the paper's L = 8 ensemble (xi ~ L/4).
+DEFAULT_THEORY: dict[str, Any] = {"L": 8, "parametrization": "ising", "beta": 0.576, "lam": 0.5}
+
+
+def theory_from_config(section: Mapping[str, Any] | None) -> Phi4Theory:
+    """Build a :class:`Phi4Theory` from a ``[theory]`` section.
+
+    Keys: ``L``, ``parametrization`` (default ``ising``) and that parametrization's couplings.
+
+    Raises
+    ------
+    ConfigError
+        For missing, unknown or invalid entries.
+    """
+    if section is None:
+        raise ConfigError("the config needs a [theory] section (L, parametrization, couplings)")
+    data = dict(section)
+    if "L" not in data:
+        raise ConfigError("[theory] needs L (the lattice extent)")
+    L = data.pop("L")
+    parametrization = data.pop("parametrization", "ising")
+    if not isinstance(parametrization, str) or parametrization not in PARAMETRIZATIONS:
+        known = ", ".join(PARAMETRIZATIONS)
+        raise ConfigError(f"[theory] unknown parametrization {parametrization!r} (known: {known})")
+    try:
+        return Phi4Theory.create(L, parametrization, **data)
+    except ValueError as exc:
+        raise ConfigError(f"[theory] {exc}") from None
+
+
+def check_sections(config: Mapping[str, Any], allowed: Iterable[str]) -> None:
+    """Raise :class:`ConfigError` if ``config`` has a top-level section not in ``allowed``."""
+    allowed = list(allowed)
+    unknown = sorted(set(config) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"unknown config section(s): {', '.join(unknown)} (allowed: {', '.join(allowed)})"
+        )
