@@ -21,6 +21,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "sample": ("lattice_samplers.commands.sample", "run one classical sampler"),
     "train": ("lattice_samplers.commands.train", "train a normalizing flow by reverse KL"),
+    "tune": (
+        "lattice_samplers.commands.tune",
+        "find the ising beta at which the correlation length is a given fraction of L",
+    ),
+    "scan": (
+        "lattice_samplers.commands.scan",
+        "run a grid of independent tasks (serial, process pool or Dask)",
+    ),
 }
 
 
