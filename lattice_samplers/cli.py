@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, config_required: bool = True) -> None:
-    """Add CONFIG, --set, --out and --json, shared by the subcommands."""
+    """Add CONFIG, --set and --json, shared by the subcommands (each adds its own --out)."""
     if config_required:
         parser.add_argument("config", metavar="CONFIG.toml", help="TOML configuration file")
     else:

@@ -1,0 +1,172 @@
+"""Results files: a run as an xarray DataTree in netCDF4/HDF5 (h5netcdf), written atomically.
+
+Layout (groups of the DataTree)::
+
+    /                 attributes: format, sampler, theory, settings, initial_settings, work,
+                      work_therm, chain_work, config (JSON strings), n_steps, n_therm, thin,
+                      n_chains, seed, chain_seeds, wall_time_s, therm_time_s, compile_time_s,
+                      chain_wall_time_s, versions, created, tau_int_convention
+    /observables      one variable per scalar observable, dims (chain, draw)
+    /sample_stats     per-step sampler statistics (accepted, delta_h, ...), dims (chain, draw)
+                      (averaged over each thinning window when thin > 1)
+    /final_state      phi (chain, x0, x1): each chain's last field
+
+``observables`` plays the role of ArviZ's ``posterior`` group, so ArviZ reads it directly, e.g.
+``arviz_stats.ess(xr.open_datatree(path), group="observables", method="mean")``.  Files are
+written to a temporary sibling and moved into place with ``os.replace``: a failed or
+interrupted write never leaves a partial file under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from lattice_samplers.run import RunResult, atomic_write
+from lattice_samplers.theory import PARAMETRIZATIONS, Phi4Theory
+
+__all__ = ["RESULTS_FORMAT", "read_results", "results_to_datatree", "write_results"]
+
+RESULTS_FORMAT = "lattice_samplers.results/1"
+
+_JSON_ATTRS = (
+    "settings",
+    "initial_settings",
+    "work",
+    "work_therm",
+    "chain_work",
+    "versions",
+    "config",
+)
+
+
+def _dumps(obj: Any) -> str:
+    def default(o: Any) -> Any:
+        if isinstance(o, np.integer):
+            return int(o)
+        if isinstance(o, np.floating):
+            return float(o)
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+    return json.dumps(obj, default=default)
+
+
+def results_to_datatree(result: RunResult) -> xr.DataTree:
+    """Build the DataTree of a run (see the module docstring for the layout)."""
+    n_chains, n_draws = result.n_chains, result.n_draws
+    coords = {"chain": np.arange(n_chains), "draw": np.arange(n_draws)}
+    observables = xr.Dataset(
+        {name: (("chain", "draw"), np.asarray(v)) for name, v in result.observables.items()},
+        coords=coords,
+        attrs={"description": "scalar observables, definitions of lattice_samplers.observables"},
+    )
+    sample_stats = xr.Dataset(
+        {name: (("chain", "draw"), np.asarray(v)) for name, v in result.stats.items()},
+        coords=coords,
+        attrs={"thin": result.thin, "description": "per-step statistics, mean over thin steps"},
+    )
+    final_state = xr.Dataset(
+        {"phi": (("chain", "x0", "x1"), np.asarray(result.final_phi))},
+        coords={"chain": np.arange(n_chains)},
+    )
+    attrs: dict[str, Any] = {
+        "format": RESULTS_FORMAT,
+        "sampler": result.sampler,
+        "theory": _dumps(result.theory.to_dict()),
+        "n_steps": result.n_steps,
+        "n_therm": result.n_therm,
+        "thin": result.thin,
+        "n_chains": result.n_chains,
+        "seed": result.seed,
+        "chain_seeds": _dumps(result.chain_seeds),
+        "wall_time_s": result.wall_time_s,
+        "therm_time_s": result.therm_time_s,
+        "compile_time_s": result.compile_time_s,
+        "chain_wall_time_s": np.asarray(result.chain_wall_time_s, dtype=np.float64),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "tau_int_convention": "lattice: tau_int = 1/2 + sum_t rho(t)",
+    }
+    for key in _JSON_ATTRS:
+        attrs[key] = _dumps(getattr(result, key))
+    return xr.DataTree.from_dict(
+        {
+            "/": xr.Dataset(attrs=attrs),
+            "observables": observables,
+            "sample_stats": sample_stats,
+            "final_state": final_state,
+        }
+    )
+
+
+def write_results(result: RunResult, path: str | Path) -> Path:
+    """Write a run to ``path`` (netCDF via h5netcdf) atomically; returns the path.
+
+    The file appears under its final name only once complete; on any error (or Ctrl-C) the
+    temporary file is removed and an existing file at ``path`` is left as it was.
+    """
+    tree = results_to_datatree(result)
+
+    def write(tmp: Path) -> None:
+        tree.to_netcdf(tmp, engine="h5netcdf", mode="w")
+
+    return atomic_write(path, write)
+
+
+def _theory_from_dict(d: dict[str, Any]) -> Phi4Theory:
+    names = PARAMETRIZATIONS[d["parametrization"]]
+    return Phi4Theory.create(d["L"], d["parametrization"], **{k: d[k] for k in names})
+
+
+def read_results(path: str | Path) -> RunResult:
+    """Read a results file written by :func:`write_results` back into a :class:`RunResult`.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If it is not a lattice_samplers results file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no results file at {path}")
+    with xr.open_datatree(path, engine="h5netcdf") as tree:
+        attrs = dict(tree.attrs)
+        if attrs.get("format") != RESULTS_FORMAT:
+            raise ValueError(f"{path}: not a {RESULTS_FORMAT} file")
+        obs = tree["observables"].to_dataset()
+        stats = tree["sample_stats"].to_dataset()
+        observables = {name: np.asarray(obs[name].values) for name in obs.data_vars}
+        sample_stats = {name: np.asarray(stats[name].values) for name in stats.data_vars}
+        final_phi = np.asarray(tree["final_state"]["phi"].values)
+    loaded = {key: json.loads(attrs[key]) for key in _JSON_ATTRS}
+    return RunResult(
+        sampler=str(attrs["sampler"]),
+        theory=_theory_from_dict(json.loads(attrs["theory"])),
+        observables=observables,
+        stats=sample_stats,
+        settings=loaded["settings"],
+        initial_settings=loaded["initial_settings"],
+        work=loaded["work"],
+        work_therm=loaded["work_therm"],
+        wall_time_s=float(attrs["wall_time_s"]),
+        therm_time_s=float(attrs["therm_time_s"]),
+        compile_time_s=float(attrs["compile_time_s"]),
+        n_steps=int(attrs["n_steps"]),
+        n_therm=int(attrs["n_therm"]),
+        thin=int(attrs["thin"]),
+        n_chains=int(attrs["n_chains"]),
+        seed=int(attrs["seed"]),
+        chain_wall_time_s=[float(x) for x in np.atleast_1d(attrs["chain_wall_time_s"])],
+        chain_work=loaded["chain_work"],
+        final_phi=final_phi,
+        versions=loaded["versions"],
+        config=loaded["config"],
+    )

@@ -1,0 +1,129 @@
+"""Local Metropolis: full sweeps of single-site updates with a uniform proposal.
+
+A step is one sweep: every site gets ``n_hits`` proposals phi_x -> phi_x + d with
+d ~ U(-width, width), accepted on the exact local change of the action.  The width is tuned
+during thermalization toward ``target_acceptance`` and then frozen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from lattice_samplers.kernels import metropolis as kmet
+from lattice_samplers.samplers.base import Sampler, State
+
+__all__ = ["MetropolisSampler", "MetropolisSettings"]
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must be in (0, 1), got {value}")
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError(f"{name} must be a positive finite number, got {value}")
+
+
+@dataclass(frozen=True)
+class MetropolisSettings:
+    """Settings of :class:`MetropolisSampler` (also the ``[sampler]`` config keys).
+
+    Attributes
+    ----------
+    width : float
+        Half-width of the uniform proposal (initial value when ``tune``).
+    n_hits : int
+        Proposals per site per sweep (multi-hit).
+    order : {"checkerboard", "lexicographic"}
+        Site order within a sweep; checkerboard (even then odd sites) is faster because
+        consecutive updates do not depend on each other.
+    target_acceptance : float
+        Acceptance the width is tuned to during thermalization.
+    tune : bool
+        Tune the width during thermalization (then freeze it).
+    """
+
+    width: float = 1.0
+    n_hits: int = 1
+    order: Literal["checkerboard", "lexicographic"] = "checkerboard"
+    target_acceptance: float = 0.5
+    tune: bool = True
+
+    def __post_init__(self) -> None:
+        _check_positive("width", self.width)
+        if self.n_hits < 1:
+            raise ValueError(f"n_hits must be >= 1, got {self.n_hits}")
+        if self.order not in ("checkerboard", "lexicographic"):
+            raise ValueError(f"order must be 'checkerboard' or 'lexicographic', got {self.order!r}")
+        _check_fraction("target_acceptance", self.target_acceptance)
+
+
+class MetropolisSampler(Sampler):
+    """Local Metropolis sampler (numba); one step = one full sweep.
+
+    Statistics per step: ``accepted``, the fraction of accepted proposals in the sweep.
+    Work: ``site_updates`` = V * n_hits per sweep.  Test-only ``_broken="reversed_accept"``
+    accepts if log(u) > -delta_S.
+    """
+
+    kind = "metropolis"
+    settings_class = MetropolisSettings
+    stat_names = ("accepted",)
+    tuned_setting = "width"
+    broken_variants = ("reversed_accept",)
+
+    @property
+    def broken_code(self) -> int:
+        """Kernel code of the test-only variant."""
+        return kmet.BROKEN_REVERSED_ACCEPT if self._broken == "reversed_accept" else 0
+
+    def init(self, phi0: np.ndarray | None = None, rng: np.random.Generator | None = None) -> State:
+        """State with ``phi0`` (copied; zeros if None), its action and observables."""
+        phi = self._initial_field(phi0)
+        scalars = self._new_scalars()
+        h, c2, c4 = self.theory.hopping
+        scalars[0] = kmet.measure_into(phi, h, c2, c4, self.theory.c0, scalars[1:])
+        return State(phi, scalars)
+
+    def run_block(
+        self,
+        state: State,
+        n_steps: int,
+        thin: int,
+        rng: np.random.Generator,
+        obs_out: np.ndarray,
+        stats_out: np.ndarray,
+    ) -> None:
+        """Run ``n_steps`` sweeps in compiled code (see :meth:`Sampler.run_block`)."""
+        s = self.settings
+        h, c2, c4 = self.theory.hopping
+        kmet.metropolis_block(
+            state.phi,
+            state.scalars,
+            float(s.width),
+            int(s.n_hits),
+            s.order == "checkerboard",
+            h,
+            c2,
+            c4,
+            self.theory.c0,
+            rng,
+            int(n_steps),
+            int(thin),
+            obs_out,
+            stats_out,
+            self.broken_code,
+        )
+
+    def work(self, stats: np.ndarray) -> dict[str, int]:
+        """``steps`` and ``site_updates`` (single-site proposals)."""
+        n = int(stats.shape[0])
+        return {"steps": n, "site_updates": n * self.theory.volume * self.settings.n_hits}
+
+    def step_cost(self) -> float:
+        """Site updates per sweep."""
+        return float(self.theory.volume * self.settings.n_hits)
