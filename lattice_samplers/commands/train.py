@@ -1,0 +1,143 @@
+"""``lattice-samplers train``: train a normalizing flow for one theory by reverse KL.
+
+Reads ``[theory]``, ``[flow]`` (architecture, optional) and ``[train]`` (settings, optional)
+from CONFIG.toml, trains, and writes into the output folder:
+
+* ``checkpoint.pt``: weights, optimizer, scheduler, RNG states, history (resumable);
+* ``history.csv``: one row per step (loss, acceptance, ess_kish, ...; see
+  :mod:`lattice_samplers.flows.train`);
+* ``training.png``: loss and acceptance against step;
+* ``summary.json``: the ``--json`` summary plus the resolved configuration.
+
+Input is validated before anything is written; an existing checkpoint is never overwritten
+(continue it with ``--resume``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from lattice_samplers import cli
+from lattice_samplers.config import (
+    ConfigError,
+    apply_overrides,
+    check_sections,
+    load_config,
+    section_to_dataclass,
+    theory_from_config,
+)
+
+FIGURE_NAME = "training.png"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``train`` options to its subparser."""
+    cli.add_common_arguments(parser)
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="output folder (default: runs/flow_L{L}_{parametrization})",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the checkpoint in the output folder"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def plot_history(history: dict[str, Any], path: str | Path, target: float | None = None) -> None:
+    """Save a two-panel figure: loss, and batch / held-out acceptance, against step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    step = np.asarray(history["step"])
+    fig, (ax1, ax2) = plt.subplots(2, 1, sharex=True, figsize=(7, 6), constrained_layout=True)
+    ax1.plot(step, history["loss"], lw=0.8)
+    ax1.set_ylabel("loss = <log q + S>")
+    ax2.plot(step, history["acceptance"], lw=0.6, alpha=0.5, label="training batch")
+    ev = np.asarray(history["eval_acceptance"])
+    ok = np.isfinite(ev)
+    ax2.plot(step[ok], ev[ok], "o-", ms=3, label="held-out batch")
+    if target is not None:
+        ax2.axhline(target, color="k", ls="--", lw=0.8, label=f"target {target:g}")
+    ax2.set_ylim(0, 1)
+    ax2.set_xlabel("training step")
+    ax2.set_ylabel("IMH acceptance")
+    ax2.legend(loc="lower right")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train as configured; print a summary (or one JSON object with --json)."""
+    config = apply_overrides(load_config(args.config), args.overrides)
+    check_sections(config, ("theory", "flow", "train"))
+    theory = theory_from_config(config.get("theory"))
+
+    from lattice_samplers.flows.model import FlowConfig, check_device
+    from lattice_samplers.flows.train import TrainConfig, check_output_dir, train_flow
+
+    flow_cfg = section_to_dataclass(FlowConfig, config.get("flow"), "flow")
+    train_cfg = section_to_dataclass(TrainConfig, config.get("train"), "train")
+    try:
+        flow_cfg.resolve(theory)
+    except ValueError as exc:
+        raise ConfigError(f"[flow] {exc}") from None
+    try:
+        check_device(train_cfg.device)
+    except ValueError as exc:
+        raise ConfigError(f"[train] {exc}") from None
+    out = Path(args.out or f"runs/flow_L{theory.L}_{theory.parametrization}")
+    check_output_dir(out, theory, flow_cfg, args.resume)  # before anything is written
+
+    _, result = train_flow(
+        theory,
+        flow_cfg,
+        train_cfg,
+        out_dir=out,
+        progress=not args.no_progress,
+        resume=args.resume,
+    )
+    if len(result.history["step"]):
+        plot_history(result.history, out / FIGURE_NAME, train_cfg.target_acceptance)
+    summary = {**result.summary(), "out": str(out)}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print_summary(summary)
+    if result.stop_reason == "nonfinite_loss":
+        print(f"lattice-samplers train: error: {result.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _fmt(v: Any, spec: str = ".3f") -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    return format(v, spec)
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    print(f"{s['message']} ({s['stop_reason']})")
+    print(
+        f"held-out acceptance {_fmt(s['final_acceptance'])}, ess_kish {_fmt(s['ess_kish'])}, "
+        f"var log w {_fmt(s['var_log_weight'])}"
+    )
+    if s["target_acceptance"] is not None:
+        print(
+            f"target {s['target_acceptance']:g}: step {_fmt(s['steps_to_target'], 'd')}, "
+            f"{_fmt(s['seconds_to_target'], '.1f')} s"
+        )
+    print(
+        f"{s['n_parameters']} parameters, {s['n_steps']} steps, "
+        f"{s['train_seconds']:.1f} s training ({s['wall_seconds']:.1f} s wall)"
+    )
+    print(f"written to {s['out']}")

@@ -1,0 +1,48 @@
+"""Normalizing flows for lattice fields: layers, models, reverse-KL training, checkpoints.
+
+This is the only package folder that imports torch.  The public API:
+
+* :class:`FlowConfig`, :func:`build_flow`, :class:`Flow` (``flow.sample(n)`` gives float64
+  NumPy ``(phi, log_q)``), :class:`FlowProposal` (the independence-Metropolis proposal);
+* :class:`TrainConfig`, :func:`train_flow`, :class:`TrainResult`;
+* :func:`load_flow`, :func:`save_checkpoint`, :class:`CheckpointError`;
+* :class:`TorchAction` (torch twin of ``Phi4Theory.action``).
+"""
+
+from lattice_samplers.flows.action import TorchAction, phi4_action
+from lattice_samplers.flows.checkpoint import (
+    CheckpointError,
+    load_flow,
+    read_checkpoint,
+    save_checkpoint,
+)
+from lattice_samplers.flows.model import Flow, FlowConfig, FlowProposal, build_flow
+from lattice_samplers.flows.train import (
+    TrainConfig,
+    Trainer,
+    TrainResult,
+    ess_kish,
+    imh_acceptance,
+    set_torch_threads,
+    train_flow,
+)
+
+__all__ = [
+    "CheckpointError",
+    "Flow",
+    "FlowConfig",
+    "FlowProposal",
+    "TorchAction",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "build_flow",
+    "ess_kish",
+    "imh_acceptance",
+    "load_flow",
+    "phi4_action",
+    "read_checkpoint",
+    "save_checkpoint",
+    "set_torch_threads",
+    "train_flow",
+]

@@ -1,0 +1,211 @@
+"""Flow checkpoints: model weights plus the metadata that decides whether they can be reused.
+
+A checkpoint is one ``torch.save`` file holding plain data (loaded with ``weights_only=True``):
+
+* ``theory``: L, parametrization, couplings (and the hopping form, for people);
+* ``arch``: the resolved architecture (:meth:`FlowConfig.resolve`), ``flow_config`` as given;
+* ``model``: the state dict; ``n_parameters``; ``versions`` (package, torch, numpy, python);
+* ``train``: optional trainer state (step, optimizer, scheduler, RNG states, history).
+
+Loading refuses, with a one-line :class:`CheckpointError` (a ``ValueError``), a missing or
+foreign file, a different lattice size, theory or architecture.  Files are written atomically
+(temporary file + rename), so an interrupted save never destroys the previous checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import lattice_samplers
+from lattice_samplers.flows.model import Flow, FlowConfig, architecture_key, flow_from_arch
+from lattice_samplers.theory import Phi4Theory
+
+FORMAT = "lattice_samplers.flow_checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable or incompatible (reported as one line)."""
+
+
+def versions() -> dict[str, str]:
+    """Versions recorded in checkpoints."""
+    return {
+        "lattice_samplers": lattice_samplers.__version__,
+        "torch": str(torch.__version__),
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def theory_record(theory: Phi4Theory) -> dict[str, Any]:
+    """JSON-friendly record of a theory from which :func:`theory_from_record` rebuilds it."""
+    return {
+        "L": theory.L,
+        "parametrization": theory.parametrization,
+        "couplings": dict(theory.couplings),
+        "hopping_form": theory.to_dict()["hopping_form"],
+    }
+
+
+def theory_from_record(record: dict[str, Any]) -> Phi4Theory:
+    """Inverse of :func:`theory_record`."""
+    return Phi4Theory.create(int(record["L"]), record["parametrization"], **record["couplings"])
+
+
+def save_checkpoint(
+    path: str | Path,
+    flow: Flow,
+    theory: Phi4Theory,
+    flow_config: FlowConfig | None = None,
+    train_state: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint atomically; return its path.
+
+    Parameters
+    ----------
+    path : str or Path
+        Target file (its folder must exist).
+    flow : Flow
+        The model (weights are stored on the CPU in the model's dtype).
+    theory : Phi4Theory
+        The theory the flow was trained for.
+    flow_config : FlowConfig, optional
+        The config as given (stored for reference; ``flow.arch`` is what is checked).
+    train_state : dict, optional
+        Trainer state (see :mod:`lattice_samplers.flows.train`).
+    """
+    path = Path(path)
+    if flow.L != theory.L:
+        raise CheckpointError(f"flow is for L = {flow.L} but the theory has L = {theory.L}")
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "versions": versions(),
+        "theory": theory_record(theory),
+        "L": flow.L,
+        "arch": dict(flow.arch),
+        "flow_config": flow_config.to_dict() if flow_config is not None else None,
+        "n_parameters": flow.n_parameters,
+        "model": {k: v.detach().cpu().clone() for k, v in flow.state_dict().items()},
+        "train": train_state,
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint's contents (CPU tensors) after checking that it is one.
+
+    Raises
+    ------
+    CheckpointError
+        If the file is missing, unreadable, or not a flow checkpoint of a known version.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.is_file():
+        raise CheckpointError(f"no flow checkpoint at {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for foreign or damaged files
+        raise CheckpointError(
+            f"{path} is not a readable flow checkpoint ({type(exc).__name__})"
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a lattice_samplers flow checkpoint")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {data.get('format_version')}, "
+            f"this version reads {FORMAT_VERSION}"
+        )
+    return data
+
+
+def check_compatible(
+    data: dict[str, Any],
+    theory: Phi4Theory | None = None,
+    arch: dict[str, Any] | None = None,
+    where: str = "checkpoint",
+) -> None:
+    """Raise :class:`CheckpointError` if a checkpoint does not match a theory or architecture.
+
+    The lattice size is checked first (the commonest mistake), then the theory (same
+    parametrization and couplings: the flow's output is in that field normalization), then
+    every architecture entry that changes the function class.
+    """
+    if theory is not None:
+        stored = data["theory"]
+        if int(stored["L"]) != theory.L:
+            raise CheckpointError(
+                f"{where} is for lattice size L = {stored['L']}, not L = {theory.L}"
+            )
+        if stored["parametrization"] != theory.parametrization or dict(stored["couplings"]) != dict(
+            theory.couplings
+        ):
+            raise CheckpointError(
+                f"{where} was trained for {stored['parametrization']} "
+                f"{_fmt(stored['couplings'])}, not {theory.parametrization} "
+                f"{_fmt(theory.couplings)}"
+            )
+    if arch is not None:
+        want, have = architecture_key(arch), architecture_key(data["arch"])
+        if int(have["L"]) != int(want["L"]):
+            raise CheckpointError(f"{where} is for lattice size L = {have['L']}, not {want['L']}")
+        diff = [k for k in sorted(set(want) | set(have)) if want.get(k) != have.get(k)]
+        if diff:
+            parts = ", ".join(f"{k}: {have.get(k)!r} vs {want.get(k)!r}" for k in diff[:4])
+            raise CheckpointError(f"{where} has a different flow architecture ({parts})")
+
+
+def _fmt(c: dict[str, float]) -> str:
+    return "(" + ", ".join(f"{k}={v:g}" for k, v in c.items()) + ")"
+
+
+def load_flow(
+    path: str | Path,
+    theory: Phi4Theory | None = None,
+    device: str = "cpu",
+    flow_config: FlowConfig | None = None,
+) -> Flow:
+    """Load a trained flow, refusing one made for another theory or architecture.
+
+    Parameters
+    ----------
+    path : str or Path
+        A checkpoint file or a training output folder (holding ``checkpoint.pt``).
+    theory : Phi4Theory, optional
+        If given, the checkpoint must be for this theory (same L, parametrization, couplings).
+    device : str
+        Where to put the model.
+    flow_config : FlowConfig, optional
+        If given, the stored architecture must equal its resolution for the stored theory.
+
+    Raises
+    ------
+    CheckpointError
+        Missing or foreign file, or a mismatch (one-line message).
+    """
+    data = read_checkpoint(path)
+    arch = None
+    if flow_config is not None:
+        arch = flow_config.resolve(theory or theory_from_record(data["theory"]))
+    check_compatible(data, theory, arch, where=str(path))
+    flow = flow_from_arch(data["arch"], device=device)
+    try:
+        flow.load_state_dict(data["model"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{path}: weights do not fit the stored architecture ({first})"
+        ) from None
+    return flow.eval()
