@@ -46,11 +46,9 @@ Jobs are registered with :func:`register_job`; a job is a module-level function
 Built in: ``sample`` (one classical sampler run as ``lattice-samplers sample`` does it, full
 run in ``<task_id>/results.nc``, checkpointed there so a killed task resumes), ``tune``
 (:func:`lattice_samplers.tune.tune_beta` from a ``[tune]`` section) and ``selftest`` (draws a
-few normal numbers from the task seed; no numba, for tests).  Register more, e.g.::
-
-    from lattice_samplers.scan import register_job
-    register_job("compare", compare_job, validate=check_compare_config,
-                 seed_keys=("run.seed", "train.seed"), summarize=headline)
+few normal numbers from the task seed; no numba, for tests) and ``compare`` (every sampler
+on one theory point, :mod:`lattice_samplers.compare`).  Register more with
+:func:`register_job`.
 """
 
 from __future__ import annotations
@@ -313,6 +311,41 @@ register_job(
     seed_keys=("run.seed",),
     summarize=_summarize_sample,
     description="one classical sampler run (Metropolis, HMC, cluster) with Gamma-method errors",
+)
+
+
+# ---------------------------------------------------------------------------- compare job
+def _validate_compare(config: dict[str, Any]) -> None:
+    from lattice_samplers.compare import plan_comparison
+
+    plan_comparison(config)
+
+
+def compare_job(config: dict[str, Any], out_path: Path) -> dict[str, Any]:
+    """Run ``lattice-samplers compare`` on ``config``; outputs go to ``out_path``."""
+    from lattice_samplers.compare import plan_comparison, run_comparison
+
+    comparison = run_comparison(plan_comparison(config), out_path, progress=False)
+    return comparison.to_dict()
+
+
+def _summarize_compare(result: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for name, s in result.get("samplers", {}).items():
+        row[f"{name}:acc"] = s.get("acceptance")
+        row[f"{name}:tau(|m|)"] = (
+            s.get("observables", {}).get("abs_magnetization", {}).get("tau_int")
+        )
+    return row
+
+
+register_job(
+    "compare",
+    compare_job,
+    validate=_validate_compare,
+    seed_keys=("run.seed", "train.seed"),
+    summarize=_summarize_compare,
+    description="every sampler on one theory point, flow training counted",
 )
 
 

@@ -1,0 +1,471 @@
+"""Side-by-side comparison of every sampler on one theory point, with the flow's training
+counted: the engine behind ``lattice-samplers compare``.
+
+All samplers run on the same theory, the same machine and in the same process, one after the
+other, with the same chain lengths (``[run]``), and are summarized by the same code
+(:func:`lattice_samplers.summary.summarize_observables`, Gamma method, lattice convention
+tau_int = 1/2 + sum rho).  For every observable the comparison reports seconds per effective
+sample of production alone and with the flow's training seconds added
+(:mod:`lattice_samplers.cost`), the flow's break-even chain length against each classical
+sampler, and a consistency check: a sampler whose estimate disagrees (beyond ``k_sigma``
+combined errors) with most of the other samplers is flagged (see :func:`_consistency`).
+
+Config sections (all optional; unknown sections or keys are errors):
+
+* ``[theory]``: as everywhere (default: L = 8, ising beta = 0.576, lam = 0.5);
+* ``[run]``: ``n_therm``, ``n_steps``, ``thin``, ``n_chains``, ``seed`` shared by all samplers;
+* ``[compare]``: ``samplers`` (subset of metropolis, hmc, cluster, flow), ``k_sigma``;
+* ``[metropolis]``, ``[hmc]``, ``[cluster]``: settings of each classical sampler;
+* ``[flow]``, ``[train]``: architecture and training of the flow (see ``lattice-samplers
+  train``); ``[imh]``: ``batch_size`` of the independence Metropolis proposals.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lattice_samplers.config import (
+    DEFAULT_THEORY,
+    ConfigError,
+    check_sections,
+    section_to_dataclass,
+    theory_from_config,
+)
+from lattice_samplers.cost import break_even, cost_per_effective_sample
+from lattice_samplers.run import RunResult, RunSettings, atomic_write, run_sampler, versions
+from lattice_samplers.samplers import SAMPLERS
+from lattice_samplers.samplers.imh import IMHSettings, imh_diagnostics
+from lattice_samplers.summary import diagnostics, json_ready, summarize_observables
+from lattice_samplers.theory import Phi4Theory
+
+CLASSICAL = ("metropolis", "hmc", "cluster")
+ALL_SAMPLERS = (*CLASSICAL, "flow")
+SECTIONS = ("theory", "run", "compare", *CLASSICAL, "flow", "train", "imh")
+
+#: Observables shown in the printed table (all are in the JSON and CSV).
+TABLE_OBSERVABLES = ("abs_magnetization", "two_point_susceptibility", "action_density")
+
+#: Chain lengths of the built-in default: about 3 minutes on 2 CPU cores at L = 8.
+DEFAULT_RUN: dict[str, Any] = {"n_therm": 2000, "n_steps": 50_000, "n_chains": 4, "seed": 2112}
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """The ``[compare]`` section.
+
+    Attributes
+    ----------
+    samplers : tuple of str
+        Which samplers to run (``flow`` = flow independence Metropolis).
+    k_sigma : float
+        Consistency threshold: a sampler whose estimate differs from the others' combined
+        estimate by more than ``k_sigma`` combined standard errors is flagged.
+    """
+
+    samplers: tuple[str, ...] = ALL_SAMPLERS
+    k_sigma: float = 4.0
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.samplers if s not in ALL_SAMPLERS]
+        if unknown or not self.samplers:
+            raise ValueError(
+                f"samplers must be a non-empty subset of {', '.join(ALL_SAMPLERS)}"
+                + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+            )
+        if len(set(self.samplers)) != len(self.samplers):
+            raise ValueError("samplers lists a sampler twice")
+        if not self.k_sigma > 0:
+            raise ValueError(f"k_sigma must be positive, got {self.k_sigma}")
+
+
+@dataclass
+class ComparePlan:
+    """A validated comparison: everything needed to run it, nothing run yet."""
+
+    config: dict[str, Any]
+    theory: Phi4Theory
+    run: RunSettings
+    compare: CompareSettings
+    samplers: dict[str, Any]  # name -> classical Sampler (flow: built later)
+    flow_config: Any = None
+    train_config: Any = None
+    imh: IMHSettings = field(default_factory=IMHSettings)
+    flow_checkpoint: Path | None = None
+
+
+def with_defaults(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The config with the built-in default theory and run lengths filled in where absent."""
+    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in (config or {}).items()}
+    theory = dict(out.get("theory") or {}) if isinstance(out.get("theory", {}), Mapping) else None
+    if theory is not None:
+        # fill what the user left out: the default lattice size, and the default point when
+        # neither a parametrization nor any coupling was given (e.g. --set theory.L=12)
+        theory.setdefault("L", DEFAULT_THEORY["L"])
+        if set(theory) <= {"L"}:
+            theory.update({k: v for k, v in DEFAULT_THEORY.items() if k != "L"})
+        out["theory"] = theory
+    run = dict(DEFAULT_RUN)
+    run.update(out.get("run", {}) if isinstance(out.get("run"), Mapping) else {})
+    if isinstance(out.get("run", {}), Mapping):
+        out["run"] = run
+    return out
+
+
+def plan_comparison(
+    config: Mapping[str, Any], flow_checkpoint: str | Path | None = None
+) -> ComparePlan:
+    """Validate a comparison config (with defaults applied) without running anything.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the problem (unknown section or key, wrong type, bad value, a flow
+        checkpoint for another theory).
+    """
+    config = with_defaults(config)
+    check_sections(config, SECTIONS)
+    theory = theory_from_config(config["theory"])
+    run = section_to_dataclass(RunSettings, config.get("run"), "run")
+    compare = section_to_dataclass(CompareSettings, config.get("compare"), "compare")
+    samplers = {}
+    for name in CLASSICAL:
+        cls = SAMPLERS[name]
+        settings = section_to_dataclass(cls.settings_class, config.get(name), name)
+        if name in compare.samplers:
+            try:
+                samplers[name] = cls(theory, settings)
+            except ValueError as exc:
+                raise ConfigError(f"[{name}] {exc}") from None
+    plan = ComparePlan(dict(config), theory, run, compare, samplers)
+    plan.imh = section_to_dataclass(IMHSettings, config.get("imh"), "imh")
+    if "flow" in compare.samplers or "flow" in config or "train" in config:
+        from lattice_samplers.flows import FlowConfig, TrainConfig
+
+        plan.flow_config = section_to_dataclass(FlowConfig, config.get("flow"), "flow")
+        train = dict(config.get("train") or {})
+        train.setdefault("seed", run.seed)
+        plan.train_config = section_to_dataclass(TrainConfig, train, "train")
+        try:
+            plan.flow_config.resolve(theory)
+        except ValueError as exc:
+            raise ConfigError(f"[flow] {exc}") from None
+    if flow_checkpoint is not None:
+        if "flow" not in compare.samplers:
+            raise ConfigError("--flow given but [compare] samplers does not include flow")
+        from lattice_samplers.flows import load_flow
+
+        path = Path(flow_checkpoint)
+        try:
+            load_flow(path, theory)  # refuse a checkpoint for another theory before running
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        plan.flow_checkpoint = path
+    return plan
+
+
+def _sampler_seeds(seed: int, names: tuple[str, ...]) -> dict[str, int]:
+    """One independent master seed per sampler (and the flow's proposals) from ``seed``."""
+    children = np.random.SeedSequence(seed).spawn(len(names))
+    return {n: int(c.generate_state(1, np.uint32)[0]) for n, c in zip(names, children)}
+
+
+@dataclass
+class SamplerRun:
+    """One sampler's run in a comparison, with its summary."""
+
+    name: str
+    result: RunResult
+    observables: dict[str, dict[str, Any]]
+    diagnostics: dict[str, Any]
+    training_s: float = 0.0
+    costs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Comparison:
+    """The outcome of :func:`run_comparison`."""
+
+    plan: ComparePlan
+    runs: dict[str, SamplerRun]
+    seeds: dict[str, int]
+    training: dict[str, Any]
+    break_even: dict[str, dict[str, dict[str, Any]]]
+    consistency: dict[str, dict[str, dict[str, Any]]]
+    elapsed_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON summary: ``{"theory": ..., "samplers": {name: {...}}, ...}``."""
+        samplers = {}
+        for name, r in self.runs.items():
+            samplers[name] = {
+                "acceptance": r.result.acceptance,
+                "wall_time_s": r.result.wall_time_s,
+                "settings": r.result.settings,
+                "work": r.result.work,
+                "observables": r.observables,
+                "cost_per_ess_s": {o: c["seconds_per_ess"] for o, c in r.costs.items()},
+                "cost_per_ess_with_training_s": {
+                    o: c["with_training_s"] for o, c in r.costs.items()
+                },
+                "cost": r.costs,
+                "training_s": r.training_s,
+                "diagnostics": r.diagnostics,
+                "n_chains": r.result.n_chains,
+                "n_steps": r.result.n_steps,
+                "n_therm": r.result.n_therm,
+                "seed": self.seeds[name],
+            }
+        return json_ready(
+            {
+                "theory": self.plan.theory.to_dict(),
+                "samplers": samplers,
+                "training": self.training,
+                "break_even": self.break_even,
+                "consistency": self.consistency,
+                "tau_int_convention": "lattice: tau_int = 1/2 + sum_t rho(t); "
+                "ess = N / (2 tau_int), N = draws of all chains",
+                "config": self.plan.config,
+                "versions": versions(),
+                "elapsed_s": self.elapsed_s,
+            }
+        )
+
+
+def _train_or_load(plan: ComparePlan, out_dir: Path | None, progress: bool | None):
+    """Return (flow, training record) by training, or by loading ``plan.flow_checkpoint``."""
+    from lattice_samplers.flows import load_flow, read_checkpoint, train_flow
+
+    if plan.flow_checkpoint is not None:
+        flow = load_flow(plan.flow_checkpoint, plan.theory)
+        data = read_checkpoint(plan.flow_checkpoint)
+        trainer = data.get("trainer", {}) if isinstance(data, Mapping) else {}
+        seconds = float(trainer.get("train_s", data.get("train_seconds", math.nan)))
+        return flow, {
+            "source": str(plan.flow_checkpoint),
+            "train_seconds": seconds,
+            "n_parameters": int(sum(p.numel() for p in flow.parameters())),
+        }
+    flow, tr = train_flow(
+        plan.theory,
+        plan.flow_config,
+        plan.train_config,
+        out_dir=None if out_dir is None else out_dir / "flow",
+        progress=bool(progress),
+    )
+    record = {
+        "source": "trained",
+        "train_seconds": tr.train_seconds,
+        "n_steps": tr.n_steps,
+        "final_acceptance": tr.final_acceptance,
+        "final_ess_kish": tr.final_ess_kish,
+        "steps_to_target": tr.steps_to_target,
+        "seconds_to_target": tr.seconds_to_target,
+        "n_parameters": tr.n_parameters,
+        "stop_reason": tr.stop_reason,
+    }
+    return flow, record
+
+
+def _consistency(runs: Mapping[str, SamplerRun], k: float) -> dict[str, dict[str, Any]]:
+    """Pairwise agreement of the samplers' estimates, per observable.
+
+    Two estimates agree when they differ by at most ``k`` combined standard errors.  A sampler
+    is flagged (``consistent: False``) when it disagrees with more than half of the others, so
+    one wrong sampler among three or more is singled out rather than dragging the rest along
+    (with two samplers that disagree, both are flagged: the data cannot tell which is wrong).
+    ``pull`` is the largest pairwise pull in units of the combined error; estimates without a
+    finite error give ``consistent: None``.
+    """
+
+    def usable(s: Mapping[str, Any]) -> bool:
+        err = s.get("err")
+        return err is not None and math.isfinite(err) and err > 0
+
+    out: dict[str, dict[str, Any]] = {}
+    names = list(runs)
+    for obs in runs[names[0]].observables:
+        out[obs] = {}
+        for name in names:
+            mine = runs[name].observables[obs]
+            others = [runs[o].observables[obs] for o in names if o != name]
+            others = [s for s in others if usable(s)]
+            if not usable(mine) or not others:
+                out[obs][name] = {"pull": math.nan, "consistent": None, "disagrees_with": 0}
+                continue
+            pulls = [(mine["mean"] - s["mean"]) / math.hypot(mine["err"], s["err"]) for s in others]
+            n_bad = sum(abs(p) > k for p in pulls)
+            worst = max(pulls, key=abs)
+            out[obs][name] = {
+                "pull": worst,
+                "consistent": bool(n_bad <= len(others) / 2),
+                "disagrees_with": n_bad,
+            }
+    return out
+
+
+def run_comparison(
+    plan: ComparePlan,
+    out_dir: str | Path | None = None,
+    progress: bool | None = None,
+) -> Comparison:
+    """Run every planned sampler and the flow, then compute costs, break-even and consistency.
+
+    Parameters
+    ----------
+    plan : ComparePlan
+        From :func:`plan_comparison`.
+    out_dir : str or Path, optional
+        Where results files, the flow's training output, summaries and figures go.
+    progress : bool, optional
+        Progress bars (None: only on a terminal).
+    """
+    t_start = time.perf_counter()
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    run = plan.run
+    names = tuple(s for s in ALL_SAMPLERS if s in plan.compare.samplers)
+    seeds = _sampler_seeds(run.seed, names)
+    runs: dict[str, SamplerRun] = {}
+    training: dict[str, Any] = {}
+
+    def execute(name: str, sampler: Any, training_s: float = 0.0) -> None:
+        result = run_sampler(
+            sampler,
+            run.n_steps,
+            n_therm=run.n_therm,
+            thin=run.thin,
+            n_chains=run.n_chains,
+            seed=seeds[name],
+            block_size=run.block_size,
+            progress=progress,
+            config=plan.config,
+        )
+        diag = diagnostics(result)
+        if name == "flow":
+            diag.update(imh_diagnostics(result.stats["accepted"], result.stats["log_weight"]))
+        runs[name] = SamplerRun(name, result, summarize_observables(result), diag, training_s)
+        if out is not None:
+            from lattice_samplers.io import write_results
+
+            write_results(result, out / f"{name}.nc")
+
+    for name in names:
+        if name == "flow":
+            from lattice_samplers.flows import FlowProposal
+            from lattice_samplers.samplers.imh import IndependenceMetropolisSampler
+
+            flow, training = _train_or_load(plan, out, progress)
+            proposal = FlowProposal(flow)
+            sampler = IndependenceMetropolisSampler(plan.theory, plan.imh, proposal=proposal)
+            execute(name, sampler, float(training.get("train_seconds", 0.0) or 0.0))
+        else:
+            execute(name, plan.samplers[name])
+
+    for r in runs.values():
+        n_draws = r.result.n_chains * r.result.n_draws
+        for obs, s in r.observables.items():
+            c = cost_per_effective_sample(
+                r.result.wall_time_s,
+                n_draws,
+                s["tau_int"] if s["tau_int"] is not None else math.nan,
+                s["tau_int_err"] if s["tau_int_err"] is not None else math.nan,
+                training_s=r.training_s,
+                work=r.result.work,
+            )
+            r.costs[obs] = c.to_dict()
+
+    be: dict[str, dict[str, dict[str, Any]]] = {}
+    if "flow" in runs:
+        flow = runs["flow"]
+        for obs, fc in flow.costs.items():
+            be[obs] = {}
+            for name in CLASSICAL:
+                if name not in runs:
+                    continue
+                rc = runs[name].costs[obs]
+                s = flow.observables[obs]
+                be[obs][name] = break_even(
+                    flow.training_s,
+                    fc["seconds_per_ess"],
+                    fc["seconds_per_ess_err"],
+                    rc["seconds_per_ess"],
+                    rc["seconds_per_ess_err"],
+                    s["tau_int"],
+                    s["tau_int_err"] or 0.0,
+                ).to_dict()
+
+    consistency = _consistency(runs, plan.compare.k_sigma)
+    comparison = Comparison(
+        plan, runs, seeds, training, be, consistency, time.perf_counter() - t_start
+    )
+    if out is not None:
+        write_outputs(comparison, out)
+    return comparison
+
+
+def _csv_rows(comparison: Comparison) -> list[dict[str, Any]]:
+    rows = []
+    for name, r in comparison.runs.items():
+        for obs, s in r.observables.items():
+            c = r.costs[obs]
+            cons = comparison.consistency.get(obs, {}).get(name, {})
+            be = comparison.break_even.get(obs, {})
+            rows.append(
+                {
+                    "sampler": name,
+                    "observable": obs,
+                    "acceptance": r.result.acceptance,
+                    "mean": s["mean"],
+                    "err": s["err"],
+                    "tau_int": s["tau_int"],
+                    "tau_int_err": s["tau_int_err"],
+                    "ess": s["ess"],
+                    "wall_time_s": r.result.wall_time_s,
+                    "training_s": r.training_s,
+                    "ess_per_s": c["ess"] / r.result.wall_time_s
+                    if r.result.wall_time_s > 0
+                    else math.nan,
+                    "cost_per_ess_s": c["seconds_per_ess"],
+                    "cost_per_ess_err_s": c["seconds_per_ess_err"],
+                    "cost_per_ess_with_training_s": c["with_training_s"],
+                    "pull_vs_others": cons.get("pull"),
+                    "consistent": cons.get("consistent"),
+                    **{
+                        f"break_even_steps_vs_{k}": v["n_steps"]
+                        for k, v in be.items()
+                        if name == "flow"
+                    },
+                }
+            )
+    return rows
+
+
+def write_outputs(comparison: Comparison, out: Path) -> None:
+    """Write ``summary.json``, ``summary.csv`` and the figures into ``out`` (atomically)."""
+    summary = comparison.to_dict()
+    atomic_write(out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=1)))
+    rows = _csv_rows(comparison)
+    fieldnames: list[str] = []
+    for row in rows:
+        fieldnames += [k for k in row if k not in fieldnames]
+
+    def write_csv(p: Path) -> None:
+        with p.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fieldnames)
+            writer.writeheader()
+            writer.writerows(json_ready(rows))
+
+    atomic_write(out / "summary.csv", write_csv)
+    from lattice_samplers.plots import comparison_figures
+
+    comparison_figures(comparison, out)

@@ -1,0 +1,141 @@
+"""`compare` end to end on a tiny config, the consistency check and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+
+from lattice_samplers.cli import main
+from lattice_samplers.compare import SamplerRun, _consistency, plan_comparison
+from lattice_samplers.config import ConfigError
+
+TINY = [
+    "--set", "theory.L=4",
+    "--set", "run.n_steps=1000",
+    "--set", "run.n_therm=100",
+    "--set", "run.n_chains=2",
+    "--set", "train.n_steps=20",
+    "--set", "train.batch_size=128",
+    "--set", "train.eval_batch_size=256",
+    "--set", "imh.batch_size=512",
+    "--no-progress",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, object]:
+    out = tmp_path_factory.mktemp("compare") / "run"
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["compare", *TINY, "--out", str(out), "--json"]) == 0
+    return json.loads(buf.getvalue()), out
+
+
+def test_json_shape(tiny_run: tuple[dict, object]) -> None:
+    summary, _ = tiny_run
+    assert summary["theory"]["L"] == 4
+    assert set(summary["samplers"]) == {"metropolis", "hmc", "cluster", "flow"}
+    for name, s in summary["samplers"].items():
+        for key in ("acceptance", "wall_time_s", "settings", "work", "observables"):
+            assert key in s, (name, key)
+        for obs in ("magnetization", "abs_magnetization", "two_point_susceptibility"):
+            o = s["observables"][obs]
+            assert set(o) >= {"mean", "err", "tau_int", "tau_int_err", "ess"}
+            assert s["cost_per_ess_s"][obs] is None or s["cost_per_ess_s"][obs] > 0
+        assert (
+            s["cost_per_ess_with_training_s"]["abs_magnetization"]
+            >= (s["cost_per_ess_s"]["abs_magnetization"])
+        )
+    flow = summary["samplers"]["flow"]
+    assert flow["training_s"] > 0 and flow["work"]["flow_passes"] == 2 * 1000
+    assert {"ess_kish", "longest_rejection_run", "tau_int_accept", "nonfinite_fraction"} <= set(
+        flow["diagnostics"]
+    )
+    assert set(summary["break_even"]["abs_magnetization"]) == {"metropolis", "hmc", "cluster"}
+
+
+def test_files_written(tiny_run: tuple[dict, object]) -> None:
+    _, out = tiny_run
+    for name in ("metropolis", "hmc", "cluster", "flow"):
+        assert (out / f"{name}.nc").is_file()
+    for name in ("summary.json", "summary.csv", "autocorrelation.png", "histories.png"):
+        assert (out / name).is_file()
+    assert (out / "cost_per_ess.png").stat().st_size > 1000
+    assert (out / "flow" / "checkpoint.pt").is_file()
+    with (out / "summary.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert {r["sampler"] for r in rows} == {"metropolis", "hmc", "cluster", "flow"}
+
+
+def test_table_output(tmp_path, capsys: pytest.CaptureFixture) -> None:
+    args = [*TINY, "--set", 'compare.samplers=["hmc", "cluster"]']
+    assert main(["compare", *args, "--out", str(tmp_path / "t")]) == 0
+    text = capsys.readouterr().out
+    rows = [line.split()[0] for line in text.splitlines() if line.strip()]
+    assert "tau_int:" in rows and "hmc" in rows and "cluster" in rows and "flow" not in rows
+    # a second run into the same folder is refused instead of overwriting
+    assert main(["compare", *args, "--out", str(tmp_path / "t")]) == 2
+    assert "already holds a comparison" in capsys.readouterr().err
+
+
+def test_flow_checkpoint_for_another_lattice_is_refused(
+    tiny_run: tuple[dict, object], tmp_path, capsys: pytest.CaptureFixture
+) -> None:
+    _, out = tiny_run
+    rc = main(
+        ["compare", *TINY, "--set", "theory.L=6", "--flow", str(out / "flow"),
+         "--out", str(tmp_path / "x")]
+    )  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "error" in err[0]
+    assert not (tmp_path / "x").exists()
+
+
+def test_flow_checkpoint_is_reused(tiny_run: tuple[dict, object], tmp_path) -> None:
+    _, out = tiny_run
+    plan = plan_comparison(
+        {"theory": {"L": 4}, "compare": {"samplers": ["flow"]}}, flow_checkpoint=out / "flow"
+    )
+    assert plan.flow_checkpoint is not None
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"bogus": {}}, "unknown config section"),
+        ({"run": {"n_steps": 0}}, "n_steps"),
+        ({"hmc": {"step_size": -1.0}}, "step_size"),
+        ({"compare": {"samplers": ["hmc", "nuts"]}}, "unknown: nuts"),
+        ({"run": {"n_chains": "four"}}, "n_chains"),
+        ({"flow": {"coupling": "magic"}}, "magic"),
+    ],
+)
+def test_bad_config(config: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        plan_comparison(config)
+
+
+def _fake(mean: float, err: float) -> SamplerRun:
+    obs = {"x": {"mean": mean, "err": err, "tau_int": 1.0, "tau_int_err": 0.1, "ess": 100.0}}
+    return SamplerRun("s", None, obs, {})  # type: ignore[arg-type]
+
+
+def test_consistency_flags_a_disagreeing_sampler() -> None:
+    runs = {"a": _fake(1.00, 0.01), "b": _fake(1.01, 0.01), "c": _fake(1.20, 0.01)}
+    cons = _consistency(runs, k=4.0)["x"]
+    assert cons["a"]["consistent"] and cons["b"]["consistent"]
+    assert cons["c"]["consistent"] is False and cons["c"]["pull"] > 4
+    # and the same check passes when c agrees
+    runs["c"] = _fake(0.99, 0.01)
+    assert all(v["consistent"] for v in _consistency(runs, k=4.0)["x"].values())
+
+
+def test_consistency_without_errors_is_undecided() -> None:
+    runs = {"a": _fake(1.0, math.nan), "b": _fake(1.0, 0.01)}
+    assert _consistency(runs, k=4.0)["x"]["a"]["consistent"] is None
