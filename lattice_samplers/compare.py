@@ -14,7 +14,8 @@ Config sections (all optional; unknown sections or keys are errors):
 
 * ``[theory]``: as everywhere (default: L = 8, ising beta = 0.576, lam = 0.5);
 * ``[run]``: ``n_therm``, ``n_steps``, ``thin``, ``n_chains``, ``seed`` shared by all samplers;
-* ``[compare]``: ``samplers`` (subset of metropolis, hmc, cluster, flow), ``k_sigma``;
+* ``[compare]``: ``samplers`` (subset of metropolis, hmc, cluster, flow), ``k_sigma``,
+  ``flow_checkpoint`` (use a trained flow instead of training);
 * ``[metropolis]``, ``[hmc]``, ``[cluster]``: settings of each classical sampler;
 * ``[flow]``, ``[train]``: architecture and training of the flow (see ``lattice-samplers
   train``); ``[imh]``: ``batch_size`` of the independence Metropolis proposals.
@@ -67,12 +68,15 @@ class CompareSettings:
     samplers : tuple of str
         Which samplers to run (``flow`` = flow independence Metropolis).
     k_sigma : float
-        Consistency threshold: a sampler whose estimate differs from the others' combined
-        estimate by more than ``k_sigma`` combined standard errors is flagged.
+        Consistency threshold in combined standard errors (see :func:`_consistency`).
+    flow_checkpoint : str, optional
+        A trained flow (checkpoint file or training folder) to use instead of training one;
+        ``--flow`` on the command line overrides it.  Its training seconds are still counted.
     """
 
     samplers: tuple[str, ...] = ALL_SAMPLERS
     k_sigma: float = 4.0
+    flow_checkpoint: str | None = None
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.samplers if s not in ALL_SAMPLERS]
@@ -158,6 +162,8 @@ def plan_comparison(
             plan.flow_config.resolve(theory)
         except ValueError as exc:
             raise ConfigError(f"[flow] {exc}") from None
+    if flow_checkpoint is None:
+        flow_checkpoint = compare.flow_checkpoint
     if flow_checkpoint is not None:
         if "flow" not in compare.samplers:
             raise ConfigError("--flow given but [compare] samplers does not include flow")
@@ -247,12 +253,12 @@ def _train_or_load(plan: ComparePlan, out_dir: Path | None, progress: bool | Non
     if plan.flow_checkpoint is not None:
         flow = load_flow(plan.flow_checkpoint, plan.theory)
         data = read_checkpoint(plan.flow_checkpoint)
-        trainer = data.get("trainer", {}) if isinstance(data, Mapping) else {}
-        seconds = float(trainer.get("train_s", data.get("train_seconds", math.nan)))
+        train = data.get("train") or {}
         return flow, {
             "source": str(plan.flow_checkpoint),
-            "train_seconds": seconds,
-            "n_parameters": int(sum(p.numel() for p in flow.parameters())),
+            "train_seconds": float(train.get("train_s", math.nan)),
+            "n_steps": train.get("step"),
+            "n_parameters": data.get("n_parameters"),
         }
     flow, tr = train_flow(
         plan.theory,
@@ -367,7 +373,10 @@ def run_comparison(
             flow, training = _train_or_load(plan, out, progress)
             proposal = FlowProposal(flow)
             sampler = IndependenceMetropolisSampler(plan.theory, plan.imh, proposal=proposal)
-            execute(name, sampler, float(training.get("train_seconds", 0.0) or 0.0))
+            seconds = training.get("train_seconds")
+            if seconds is None or not math.isfinite(seconds):
+                raise ConfigError("the flow checkpoint does not record its training time")
+            execute(name, sampler, float(seconds))
         else:
             execute(name, plan.samplers[name])
 

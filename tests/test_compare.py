@@ -103,6 +103,18 @@ def test_flow_checkpoint_is_reused(tiny_run: tuple[dict, object], tmp_path) -> N
         {"theory": {"L": 4}, "compare": {"samplers": ["flow"]}}, flow_checkpoint=out / "flow"
     )
     assert plan.flow_checkpoint is not None
+    import io
+    from contextlib import redirect_stdout
+
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        args = [*TINY, "--set", 'compare.samplers=["flow"]', "--flow", str(out / "flow")]
+        assert main(["compare", *args, "--out", str(tmp_path / "reuse"), "--json"]) == 0
+    summary = json.loads(buf.getvalue())
+    trained = json.loads((out / "summary.json").read_text())
+    # the loaded flow still carries its training cost
+    assert summary["training"]["train_seconds"] == trained["training"]["train_seconds"]
+    assert summary["samplers"]["flow"]["training_s"] > 0
 
 
 @pytest.mark.parametrize(

@@ -80,7 +80,7 @@ def format_table(summary: dict[str, Any]) -> str:
         )
     head = (
         f"{'sampler':<11}{'accept':>7}{'mean':>12}{'err':>9}{'tau_int':>9}{'+-':>7}"
-        f"{'ESS/s':>10}{'s/ESS':>10}{'+train':>10}  {'break-even (flow steps)':<28}check"
+        f"{'ESS/s':>10}{'s/ESS':>10}{'+train':>10}  {'break-even (flow steps)':<36}check"
     )
     for obs in TABLE_OBSERVABLES:
         lines += ["", f"== {LABELS.get(obs, obs)} ({obs})", head, "-" * len(head)]
@@ -105,7 +105,7 @@ def format_table(summary: dict[str, Any]) -> str:
                 f"{_f(o['err'], '.2g'):>9}{_f(o['tau_int'], '.3g'):>9}"
                 f"{_f(o['tau_int_err'], '.2g'):>7}{_f(ess_s, '.4g'):>10}"
                 f"{_f(s['cost_per_ess_s'][obs], '.3g'):>10}"
-                f"{_f(s['cost_per_ess_with_training_s'][obs], '.3g'):>10}  {be:<28}{check}"
+                f"{_f(s['cost_per_ess_with_training_s'][obs], '.3g'):>10}  {be:<36}{check}"
             )
     lines += [
         "",
