@@ -47,7 +47,8 @@ Built in: ``sample`` (one classical sampler run as ``lattice-samplers sample`` d
 run in ``<task_id>/results.nc``, checkpointed there so a killed task resumes), ``tune``
 (:func:`lattice_samplers.tune.tune_beta` from a ``[tune]`` section) and ``selftest`` (draws a
 few normal numbers from the task seed; no numba, for tests) and ``compare`` (every sampler
-on one theory point, :mod:`lattice_samplers.compare`).  Register more with
+on one theory point, :mod:`lattice_samplers.compare`) and ``train`` (one flow training,
+:mod:`lattice_samplers.scaling`).  Register more with
 :func:`register_job`.
 """
 
@@ -346,6 +347,38 @@ register_job(
     seed_keys=("run.seed", "train.seed"),
     summarize=_summarize_compare,
     description="every sampler on one theory point, flow training counted",
+)
+
+
+# ---------------------------------------------------------------------------- train job
+def _validate_train(config: dict[str, Any]) -> None:
+    from lattice_samplers.scaling import validate_train_job
+
+    validate_train_job(config)
+
+
+def train_job(config: dict[str, Any], out_path: Path) -> dict[str, Any]:
+    """Train one flow (:func:`lattice_samplers.scaling.train_job`); resumes if interrupted."""
+    from lattice_samplers.scaling import train_job as job
+
+    return job(config, out_path)
+
+
+def _summarize_train(result: dict[str, Any]) -> dict[str, Any]:
+    row = {"L": result.get("L"), "final_acc": result.get("final_acceptance")}
+    for t, v in (result.get("targets") or {}).items():
+        row[f"steps@{t}"] = v.get("step")
+    row["train_s"] = result.get("train_seconds")
+    return row
+
+
+register_job(
+    "train",
+    train_job,
+    validate=_validate_train,
+    seed_keys=("train.seed",),
+    summarize=_summarize_train,
+    description="train one flow; held-out acceptance history and steps to target acceptances",
 )
 
 

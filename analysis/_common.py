@@ -1,0 +1,91 @@
+"""Shared plumbing of the analysis scripts: provenance, atomic CSV/JSON writing, printing."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as `python analysis/x.py` from a source checkout
+    sys.path.insert(0, str(ROOT))
+
+from lattice_samplers.run import atomic_write, versions  # noqa: E402
+from lattice_samplers.summary import json_ready  # noqa: E402
+
+
+def hardware() -> dict[str, Any]:
+    """What ran this: CPU count and model, and the GPU if torch sees one."""
+    info: dict[str, Any] = {"cpus": os.cpu_count(), "machine": platform.machine()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+        info["torch"] = torch.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def provenance(args: Any, started: float) -> dict[str, Any]:
+    """Command line, versions, hardware, git revision and elapsed time of a script run."""
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=False,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        rev = ""
+    return {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "arguments": vars(args),
+        "versions": versions(),
+        "hardware": hardware(),
+        "git_revision": rev,
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "elapsed_s": time.perf_counter() - started,
+    }
+
+
+def write_json(path: Path, obj: Any) -> Path:
+    """Write strict JSON (non-finite numbers as null) atomically."""
+    text = json.dumps(json_ready(obj), indent=1, default=str)
+    return atomic_write(path, lambda p: p.write_text(text))
+
+
+def write_csv(path: Path, rows: Iterable[Mapping[str, Any]]) -> Path:
+    """Write rows (dicts) as CSV atomically; the header is the union of keys in order."""
+    rows = [dict(json_ready(r)) for r in rows]
+    fields: list[str] = []
+    for r in rows:
+        fields += [k for k in r if k not in fields]
+
+    def write(p: Path) -> None:
+        with p.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerows(rows)
+
+    return atomic_write(path, write)
+
+
+def report(paths: Iterable[Path]) -> None:
+    """Print what a script wrote."""
+    for p in paths:
+        print(f"wrote {p}")

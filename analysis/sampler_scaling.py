@@ -1,0 +1,229 @@
+"""Autocorrelation and cost per effective sample against L for every sampler (figures c, d).
+
+For each L with a flow trained by ``flow_training_scaling.py`` (its training scan folder),
+runs ``compare`` (Metropolis, HMC, cluster and flow independence Metropolis, the flow loaded
+from its checkpoint with its training seconds counted) at lam = 0.5 and beta(L) from the
+tuning table, through the scan machinery (one resumable task per L).
+
+Writes into --out (default data/scaling):
+
+* ``sampler_summary.csv``/``.json``: per L and sampler the acceptance, tau_int of |M| and of
+  M^2/V with errors, seconds per effective sample without and with training, and the flow's
+  break-even chain length against each classical sampler; provenance in the JSON;
+* figures/``tau_int_vs_L.png``, ``cost_vs_L.png``, ``break_even_vs_L.png``.
+
+Examples::
+
+    python analysis/sampler_scaling.py --quick       # after flow_training_scaling.py --quick
+    python analysis/sampler_scaling.py --L 6 8 10 12 --backend process --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import provenance, report, write_csv, write_json
+
+from lattice_samplers.scan import collect_scan, run_scan
+
+OBSERVABLES = ("abs_magnetization", "two_point_susceptibility")
+SAMPLER_ORDER = ("metropolis", "hmc", "cluster", "flow")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--L", type=int, nargs="+", default=None, help="default: every trained L")
+    p.add_argument("--training", type=Path, default=None,
+                   help="training scan folder (default: OUT/training_scan)")  # fmt: skip
+    p.add_argument("--n-steps", type=int, default=50_000, help="steps per chain")
+    p.add_argument("--n-therm", type=int, default=2000)
+    p.add_argument("--n-chains", type=int, default=4)
+    p.add_argument("--imh-batch", type=int, default=8192)
+    p.add_argument("--seed", type=int, default=2112)
+    p.add_argument("--backend", default="serial", choices=["serial", "process", "dask"])
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--scheduler", default=None)
+    p.add_argument("--out", type=Path, default=Path("data/scaling"))
+    p.add_argument("--quick", action="store_true", help="tiny run for CI")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.n_steps, args.n_therm, args.n_chains, args.imh_batch = 1000, 100, 2, 512
+        if args.out == Path("data/scaling"):
+            args.out = Path("runs/scaling-quick")
+    if args.training is None:
+        args.training = args.out / "training_scan"
+    return args
+
+
+def trained_flows(training: Path, wanted: list[int] | None) -> dict[int, Path]:
+    """L -> checkpoint folder of every completed training task in ``training``."""
+    scan_file = training / "scan.json"
+    if not scan_file.is_file():
+        raise SystemExit(f"no training scan at {training}: run flow_training_scaling.py first")
+    config = json.loads(scan_file.read_text())["config"]
+    flows = {}
+    for rec in collect_scan(config, training):
+        if rec.result is None:
+            continue
+        L = int(rec.result["L"])
+        if wanted is None or L in wanted:
+            flows[L] = training / "tasks" / rec.task_id
+    if not flows:
+        raise SystemExit(f"no finished training task in {training} for L = {wanted}")
+    return dict(sorted(flows.items()))
+
+
+def scan_config(args: argparse.Namespace, flows: dict[int, Path]) -> dict[str, Any]:
+    return {
+        "scan": {
+            "job": "compare",
+            "zip": {
+                "theory.L": list(flows),
+                "compare.flow_checkpoint": [str(p.resolve()) for p in flows.values()],
+            },
+            "seed": args.seed,
+        },
+        "theory": {"parametrization": "ising", "beta": "tuned", "lam": 0.5},
+        "run": {"n_steps": args.n_steps, "n_therm": args.n_therm, "n_chains": args.n_chains},
+        "imh": {"batch_size": args.imh_batch},
+    }
+
+
+def collect(scan: Any) -> list[dict[str, Any]]:
+    rows = []
+    for rec in sorted(scan, key=lambda r: r.point.get("theory.L", 0)):
+        if rec.result is None:
+            continue
+        r = rec.result
+        L = r["theory"]["L"]
+        for name in SAMPLER_ORDER:
+            s = r["samplers"].get(name)
+            if s is None:
+                continue
+            row = {"L": L, "beta": r["theory"]["beta"], "sampler": name,
+                   "acceptance": s["acceptance"], "wall_time_s": s["wall_time_s"],
+                   "training_s": s["training_s"], "n_chains": s["n_chains"],
+                   "n_steps": s["n_steps"]}  # fmt: skip
+            for obs in OBSERVABLES:
+                o = s["observables"][obs]
+                row[f"{obs}_mean"] = o["mean"]
+                row[f"{obs}_err"] = o["err"]
+                row[f"tau_int_{obs}"] = o["tau_int"]
+                row[f"tau_int_{obs}_err"] = o["tau_int_err"]
+                row[f"cost_per_ess_{obs}_s"] = s["cost_per_ess_s"][obs]
+                row[f"cost_per_ess_{obs}_with_training_s"] = s["cost_per_ess_with_training_s"][obs]
+                c = s["cost"][obs]
+                row[f"cost_per_ess_{obs}_err_s"] = c["seconds_per_ess_err"]
+                if name == "flow":
+                    for ref, be in r["break_even"].get(obs, {}).items():
+                        row[f"break_even_steps_{obs}_vs_{ref}"] = be["n_steps"]
+            if name == "flow":
+                d = s["diagnostics"]
+                row.update({k: d.get(k) for k in ("ess_kish", "tau_int_accept",
+                            "log_weight_var", "longest_rejection_run")})  # fmt: skip
+            rows.append(row)
+    return rows
+
+
+def figures(rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from lattice_samplers.plots import COLORS, LABELS
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+
+    def series(name: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+        sel = [r for r in rows if r["sampler"] == name and r.get(key) is not None]
+        return np.array([r["L"] for r in sel]), np.array([r[key] for r in sel], dtype=float)
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, obs in zip(axes, OBSERVABLES):
+        for name in SAMPLER_ORDER:
+            L, tau = series(name, f"tau_int_{obs}")
+            _, err = series(name, f"tau_int_{obs}_err")
+            if L.size:
+                ax.errorbar(L, tau, yerr=err if err.size == L.size else None, fmt="o-",
+                            color=COLORS.get(name), label=name, capsize=2)  # fmt: skip
+        ax.set_yscale("log")
+        ax.set_xlabel("L (ξ = L/4)")
+        ax.set_ylabel(f"τ_int of {LABELS.get(obs, obs)} (steps)")
+        ax.legend(fontsize=8)
+    fig.suptitle("Integrated autocorrelation time at fixed ξ/L")
+    fig.tight_layout()
+    paths.append(out / "tau_int_vs_L.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, obs in zip(axes, OBSERVABLES):
+        for name in SAMPLER_ORDER:
+            L, c = series(name, f"cost_per_ess_{obs}_s")
+            if L.size:
+                ax.plot(L, c, "o-", color=COLORS.get(name), label=f"{name}")
+            if name == "flow":
+                L, ct = series(name, f"cost_per_ess_{obs}_with_training_s")
+                ax.plot(L, ct, "s--", color=COLORS.get(name), label="flow + training")
+        ax.set_yscale("log")
+        ax.set_xlabel("L (ξ = L/4)")
+        ax.set_ylabel(f"seconds per effective sample of {LABELS.get(obs, obs)}")
+        ax.legend(fontsize=8)
+    fig.suptitle("Cost per effective sample (training amortized over this chain)")
+    fig.tight_layout()
+    paths.append(out / "cost_vs_L.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    obs = "abs_magnetization"
+    for ref in ("metropolis", "hmc", "cluster"):
+        L, n = series("flow", f"break_even_steps_{obs}_vs_{ref}")
+        finite = np.isfinite(n)
+        if L.size:
+            ax.plot(L[finite], n[finite], "o-", color=COLORS.get(ref), label=f"vs {ref}")
+            if (~finite).any():
+                ax.plot(L[~finite], np.full((~finite).sum(), np.nan), "x", color=COLORS.get(ref))
+    ax.set_yscale("log")
+    ax.set_xlabel("L (ξ = L/4)")
+    ax.set_ylabel("flow chain length to break even (steps)")
+    ax.set_title("Break-even of the flow, |M|/V (missing: never breaks even)")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(out / "break_even_vs_L.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
+    args = parse_args(argv)
+    flows = trained_flows(args.training, args.L)
+    config = scan_config(args, flows)
+    scan = run_scan(config, args.out / "sampler_scan", backend=args.backend,
+                    workers=args.workers, scheduler=args.scheduler)  # fmt: skip
+    rows = collect(scan)
+    written = [write_csv(args.out / "sampler_summary.csv", rows)]
+    if rows:
+        written += figures(rows, args.out / "figures")
+    written.append(
+        write_json(args.out / "sampler_summary.json",
+                   {"rows": rows, "config": config, "provenance": provenance(args, started),
+                    "failed": [r.task_id for r in scan if r.status == "failed"]})  # fmt: skip
+    )
+    print(scan.table())
+    report(written)
+    return 0 if scan.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

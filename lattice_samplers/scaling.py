@@ -1,0 +1,176 @@
+"""The scaling study of flow training at fixed xi/L (arXiv:2112.15532): jobs and fits.
+
+* :func:`train_job`: a scan job that trains one flow, resumably, and reports the held-out
+  acceptance history, the steps and seconds at which each target acceptance was first
+  reached, and the final log-weight statistics;
+* :func:`fit_growth`: weighted least-squares fits of a cost against the lattice size, as an
+  exponential in the volume (log n = a + b V) and as a power law (log n = a + p log L), with
+  parameter errors, chi^2 and AIC, so the two growth laws can be compared honestly;
+* :func:`lognormal_acceptance`: the acceptance erfc(sigma / 2) that independence Metropolis
+  would have if the log weights were Gaussian with variance sigma^2 (PHYSICS.md section 5).
+
+torch is imported only inside :func:`train_job` (through :mod:`lattice_samplers.flows`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.special import erfc
+
+from lattice_samplers.config import (
+    ConfigError,
+    check_sections,
+    section_to_dataclass,
+    theory_from_config,
+)
+
+#: Target acceptances of the study.
+DEFAULT_TARGETS: tuple[float, ...] = (0.3, 0.5, 0.7)
+
+
+def _build(config: dict[str, Any]):
+    """Validate a training config: (theory, FlowConfig, TrainConfig, targets)."""
+    check_sections(config, ("theory", "flow", "train", "study"))
+    theory = theory_from_config(config.get("theory"))
+    from lattice_samplers.flows import FlowConfig, TrainConfig
+
+    flow_cfg = section_to_dataclass(FlowConfig, config.get("flow"), "flow")
+    train_cfg = section_to_dataclass(TrainConfig, config.get("train"), "train")
+    study = dict(config.get("study") or {})
+    targets = study.pop("targets", DEFAULT_TARGETS)
+    if study:
+        raise ConfigError(f"unknown key(s) in [study]: {', '.join(sorted(study))}")
+    if not (
+        isinstance(targets, list | tuple)
+        and targets
+        and all(isinstance(t, int | float) and 0 < t < 1 for t in targets)
+    ):
+        raise ConfigError("[study] targets must be a non-empty list of numbers in (0, 1)")
+    try:
+        flow_cfg.resolve(theory)
+    except ValueError as exc:
+        raise ConfigError(f"[flow] {exc}") from None
+    return theory, flow_cfg, train_cfg, tuple(float(t) for t in targets)
+
+
+def validate_train_job(config: dict[str, Any]) -> None:
+    """Raise :class:`ConfigError` if ``config`` is not a valid training task."""
+    _build(config)
+
+
+def first_reached(
+    steps: np.ndarray, values: np.ndarray, seconds: np.ndarray, target: float
+) -> tuple[int | None, float | None]:
+    """First (step, seconds) at which ``values >= target``; (None, None) if never."""
+    hit = np.flatnonzero(np.asarray(values) >= target)
+    if hit.size == 0:
+        return None, None
+    i = int(hit[0])
+    return int(steps[i]), float(seconds[i])
+
+
+def train_job(config: dict[str, Any], out_path: Path) -> dict[str, Any]:
+    """Train one flow (resuming from ``out_path`` if a checkpoint is there) and summarize.
+
+    Returns the training summary plus ``eval`` (held-out history: step, train_s,
+    acceptance, ess_kish, var_log_weight), ``targets`` ({target: {step, seconds}}, None
+    where not reached), ``L``, ``volume`` and ``var_log_weight_per_site`` at the end.
+    """
+    from lattice_samplers.flows import train_flow
+
+    theory, flow_cfg, train_cfg, targets = _build(config)
+    out_path.mkdir(parents=True, exist_ok=True)
+    resume = (out_path / "checkpoint.pt").is_file()
+    _, result = train_flow(theory, flow_cfg, train_cfg, out_dir=out_path, progress=False,
+                           resume=resume)  # fmt: skip
+    h = result.history
+    have = np.isfinite(np.asarray(h["eval_acceptance"], dtype=float))
+    ev = {
+        "step": np.asarray(h["step"])[have].astype(int).tolist(),
+        "train_s": np.asarray(h["train_s"], dtype=float)[have].tolist(),
+        "acceptance": np.asarray(h["eval_acceptance"], dtype=float)[have].tolist(),
+        "ess_kish": np.asarray(h["eval_ess_kish"], dtype=float)[have].tolist(),
+        "var_log_weight": np.asarray(h["eval_var_log_weight"], dtype=float)[have].tolist(),
+    }
+    reached = {}
+    for t in targets:
+        step, sec = first_reached(
+            np.asarray(ev["step"]), np.asarray(ev["acceptance"]), np.asarray(ev["train_s"]), t
+        )
+        reached[f"{t:g}"] = {"step": step, "seconds": sec}
+    summary = result.summary()
+    var = summary.get("var_log_weight")
+    return {
+        **summary,
+        "L": theory.L,
+        "volume": theory.volume,
+        "theory": theory.to_dict(),
+        "device": train_cfg.device,
+        "eval": ev,
+        "targets": reached,
+        "var_log_weight_per_site": None if var is None else var / theory.volume,
+        "checkpoint_dir": out_path.name,
+    }
+
+
+def lognormal_acceptance(var_log_weight: np.ndarray | float) -> np.ndarray | float:
+    """Independence Metropolis acceptance erfc(sigma / 2) for Gaussian log weights."""
+    return erfc(np.sqrt(np.asarray(var_log_weight, dtype=float)) / 2.0)
+
+
+def fit_growth(
+    L: Sequence[float], n: Sequence[float], n_err: Sequence[float] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Fit a cost n(L) as exponential in the volume and as a power law in L.
+
+    Both are straight lines in log n: ``log n = a + b L^2`` and ``log n = a + p log L``,
+    fitted by weighted least squares with sigma(log n) = n_err / n (or equal weights when no
+    errors are given).  Points with non-finite or non-positive n are left out.
+
+    Returns
+    -------
+    dict
+        ``{"exponential_volume": {...}, "power_law": {...}}``, each with ``params`` (a, b or
+        a, p), ``errors``, ``chi2``, ``dof``, ``aic`` (chi^2 + 2 k) and ``n_points``; empty
+        params when fewer than 3 points are usable.
+    """
+    L = np.asarray(L, dtype=float)
+    n = np.asarray(n, dtype=float)
+    err = np.full_like(n, np.nan) if n_err is None else np.asarray(n_err, dtype=float)
+    ok = np.isfinite(n) & (n > 0) & np.isfinite(L)
+    L, n, err = L[ok], n[ok], err[ok]
+    sigma = np.where(np.isfinite(err) & (err > 0), err / np.maximum(n, 1e-300), np.nan)
+    if np.all(np.isnan(sigma)):
+        sigma = np.ones_like(n)
+    else:
+        # points without an error get the largest relative error seen (conservative)
+        sigma = np.where(np.isnan(sigma), np.nanmax(sigma), sigma)
+    y = np.log(n)
+    out: dict[str, dict[str, Any]] = {}
+    for name, x in (("exponential_volume", L**2), ("power_law", np.log(np.maximum(L, 1e-300)))):
+        if n.size < 3:
+            out[name] = {"params": [], "errors": [], "chi2": math.nan, "dof": 0,
+                         "aic": math.nan, "n_points": int(n.size)}  # fmt: skip
+            continue
+        A = np.stack([np.ones_like(x), x], axis=1) / sigma[:, None]
+        b = y / sigma
+        coef, *_ = np.linalg.lstsq(A, b, rcond=None)
+        cov = np.linalg.inv(A.T @ A)
+        chi2 = float(np.sum((A @ coef - b) ** 2))
+        dof = n.size - 2
+        # scale errors by sqrt(chi2/dof) when the fit is poor (errors underestimated)
+        scale = max(1.0, chi2 / dof) if dof > 0 else 1.0
+        out[name] = {
+            "params": coef.tolist(),
+            "errors": np.sqrt(np.diag(cov) * scale).tolist(),
+            "chi2": chi2,
+            "dof": dof,
+            "aic": chi2 + 4.0,
+            "n_points": int(n.size),
+        }
+    return out
