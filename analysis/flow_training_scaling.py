@@ -248,8 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     written.append(
         write_json(
             args.out / "training_summary.json",
-            {"rows": rows, "fits": fit, "config": config, "provenance": provenance(args, started),
-             "failed": [r.task_id for r in scan if r.status == "failed"]},
+            {
+                "rows": rows,
+                "fits": fit,
+                "config": config,
+                "provenance": provenance(args, started),
+                "failed": [r.task_id for r in scan if r.status == "failed"],
+            },
         )  # fmt: skip
     )
     print(scan.table())

@@ -216,9 +216,15 @@ def main(argv: list[str] | None = None) -> int:
     if rows:
         written += figures(rows, args.out / "figures")
     written.append(
-        write_json(args.out / "sampler_summary.json",
-                   {"rows": rows, "config": config, "provenance": provenance(args, started),
-                    "failed": [r.task_id for r in scan if r.status == "failed"]})  # fmt: skip
+        write_json(
+            args.out / "sampler_summary.json",
+            {
+                "rows": rows,
+                "config": config,
+                "provenance": provenance(args, started),
+                "failed": [r.task_id for r in scan if r.status == "failed"],
+            },
+        )  # fmt: skip
     )
     print(scan.table())
     report(written)
