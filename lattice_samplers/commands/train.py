@@ -11,6 +11,10 @@ from CONFIG.toml, trains, and writes into the output folder:
 
 Input is validated before anything is written; an existing checkpoint is never overwritten
 (continue it with ``--resume``).
+
+Under ``torchrun`` (several processes, see ``docs/ddp.md``) the same command trains with
+DistributedDataParallel: gloo on CPU, nccl with ``device = "cuda"``; rank 0 alone writes the
+output folder and prints.
 """
 
 from __future__ import annotations
@@ -82,8 +86,9 @@ def run(args: argparse.Namespace) -> int:
     check_sections(config, ("theory", "flow", "train"))
     theory = theory_from_config(config.get("theory"))
 
+    from lattice_samplers.flows.distributed import session
     from lattice_samplers.flows.model import FlowConfig, check_device
-    from lattice_samplers.flows.train import TrainConfig, check_output_dir, train_flow
+    from lattice_samplers.flows.train import TrainConfig, train_flow
 
     flow_cfg = section_to_dataclass(FlowConfig, config.get("flow"), "flow")
     train_cfg = section_to_dataclass(TrainConfig, config.get("train"), "train")
@@ -96,16 +101,20 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(f"[train] {exc}") from None
     out = Path(args.out or f"runs/flow_L{theory.L}_{theory.parametrization}")
-    check_output_dir(out, theory, flow_cfg, args.resume)  # before anything is written
 
-    _, result = train_flow(
-        theory,
-        flow_cfg,
-        train_cfg,
-        out_dir=out,
-        progress=not args.no_progress,
-        resume=args.resume,
-    )
+    # a process group only under torchrun; train_flow checks the output folder before writing
+    with session(train_cfg.device) as comm:
+        _, result = train_flow(
+            theory,
+            flow_cfg,
+            train_cfg,
+            out_dir=out,
+            progress=not args.no_progress,
+            resume=args.resume,
+        )
+    failed = result.stop_reason == "nonfinite_loss"
+    if comm is not None and not comm.is_main:
+        return 1 if failed else 0
     if len(result.history["step"]):
         plot_history(result.history, out / FIGURE_NAME, train_cfg.target_acceptance)
     summary = {**result.summary(), "out": str(out)}
@@ -113,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         _print_summary(summary)
-    if result.stop_reason == "nonfinite_loss":
+    if failed:
         print(f"lattice-samplers train: error: {result.message}", file=sys.stderr)
         return 1
     return 0

@@ -18,6 +18,16 @@ after it; the ``eval_*`` columns (NaN on other rows) describe the model after up
 Time: ``train_s`` counts sampling, loss, backward, update and batch metrics; ``wall_s`` also
 counts held-out evaluations and checkpoint writing.  Both are cumulative over resumes;
 ``time_budget_s`` and ``seconds_to_target`` use ``train_s``.
+
+Several processes (torch DistributedDataParallel under torchrun, see
+:mod:`lattice_samplers.flows.distributed`): each batch is drawn in ``prior_streams`` equal
+parts from independent prior streams (default: one per process), each process drawing the parts
+of its own streams; gradients are averaged, the batch metrics are computed over the combined
+batch, rank 0 evaluates, keeps the clock and writes; the history and results have the same
+format as in one process.  The samples depend on ``prior_streams``, not on how many processes
+share the streams, so one process with ``prior_streams = N`` reproduces a run on N processes
+(up to the order of floating-point sums), and a checkpoint resumes on any number of processes
+that divides its number of streams.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +51,15 @@ from lattice_samplers.flows.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
+from lattice_samplers.flows.distributed import (
+    DistContext,
+    all_gather_objects,
+    all_gather_rows,
+    broadcast_floats,
+    on_main,
+    wrap_model,
+)
+from lattice_samplers.flows.distributed import current as current_group
 from lattice_samplers.flows.model import Flow, FlowConfig, check_device, flow_from_arch
 from lattice_samplers.theory import Phi4Theory
 
@@ -102,7 +121,12 @@ class TrainConfig:
     device : str
         ``cpu`` (default) or ``cuda``.
     num_threads : int or None
-        torch CPU threads (default: the number of physical cores available).
+        torch CPU threads (default: the number of physical cores available, shared among the
+        processes of a node).
+    prior_streams : int or None
+        Draw each batch in this many equal parts from independent prior streams (default: one
+        per process, i.e. 1 without torchrun; on resume, the checkpoint's number).  Must divide
+        ``batch_size`` and be a multiple of the number of processes.
     """
 
     n_steps: int = 2000
@@ -122,6 +146,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     num_threads: int | None = None
+    prior_streams: int | None = None
 
     def __post_init__(self) -> None:
         if self.n_steps < 0:
@@ -154,6 +179,8 @@ class TrainConfig:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"num_threads must be >= 1, got {self.num_threads}")
+        if self.prior_streams is not None and self.prior_streams < 1:
+            raise ValueError(f"prior_streams must be >= 1, got {self.prior_streams}")
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"device must be a string such as cpu or cuda, got {self.device!r}")
 
@@ -311,6 +338,34 @@ def _seeds(seed: int) -> dict[str, int]:
     return {n: int(c.generate_state(1, np.uint64)[0] >> 1) for n, c in zip(names, children)}
 
 
+def _stream_seeds(seed: int, n_streams: int) -> list[int]:
+    """Seeds of the prior-noise streams: the ``train_noise`` seed itself for one stream, else
+    ``n_streams`` children spawned from its SeedSequence."""
+    if n_streams == 1:
+        return [_seeds(seed)["train_noise"]]
+    parent = np.random.SeedSequence(seed).spawn(3)[1]  # the train_noise child of _seeds
+    return [int(c.generate_state(1, np.uint64)[0] >> 1) for c in parent.spawn(n_streams)]
+
+
+def _check_streams(cfg: TrainConfig, comm: DistContext | None) -> int:
+    """The number of prior streams; a one-line ValueError if it cannot split the work."""
+    world = comm.world_size if comm is not None else 1
+    n = cfg.prior_streams or world
+    if n % world:
+        raise ValueError(f"prior_streams = {n} is not a multiple of the {world} processes")
+    if cfg.batch_size % n:
+        raise ValueError(
+            f"batch_size {cfg.batch_size} is not divisible by the {n} prior streams "
+            "(train.prior_streams, default: one per process)"
+        )
+    return n
+
+
+def _saved_streams(train_state: dict[str, Any]) -> int:
+    """Number of prior streams of a saved trainer state."""
+    return len(train_state["rng"].get("train_noise_streams", [None]))
+
+
 def _eval_seeds(seed: int, step: int) -> tuple[int, int]:
     """Seeds of the held-out batch at ``step``: (torch noise, NumPy accept/reject uniforms).
 
@@ -350,18 +405,40 @@ class Trainer:
         Architecture.
     train_config : TrainConfig
         Settings.
+    comm : DistContext, optional
+        The process group to train in (DistributedDataParallel; process r draws from the r-th
+        run of ``prior_streams / world_size`` consecutive streams).  Then :meth:`train_step`
+        and :meth:`state_dict` are collective: every process must call them together.
+
+    Raises
+    ------
+    ValueError
+        If the prior streams cannot split the batch or the processes evenly.
     """
 
     def __init__(
-        self, theory: Phi4Theory, flow_config: FlowConfig, train_config: TrainConfig
+        self,
+        theory: Phi4Theory,
+        flow_config: FlowConfig,
+        train_config: TrainConfig,
+        comm: DistContext | None = None,
     ) -> None:
         self.theory = theory
         self.flow_config = flow_config
         self.cfg = train_config
-        self.device = check_device(train_config.device)
+        self.comm = comm
+        self.n_streams = _check_streams(train_config, comm)
+        self.stream_batch = train_config.batch_size // self.n_streams
+        # the streams this process draws from; rank order is stream order in the gathers
+        k = self.n_streams // (comm.world_size if comm is not None else 1)
+        first = comm.rank * k if comm is not None else 0
+        self.streams = list(range(first, first + k))
+        self.device = comm.device if comm is not None else check_device(train_config.device)
         self.arch = flow_config.resolve(theory)
         seeds = _seeds(train_config.seed)
         self.flow: Flow = flow_from_arch(self.arch, device=str(self.device), seed=seeds["init"])
+        # the module whose forward is differentiated: DDP's wrapper averages the gradients
+        self.model: torch.nn.Module = wrap_model(self.flow, comm) if comm else self.flow
         self.action = TorchAction(theory)
         self.optimizer = self._make_optimizer()
         factor = (
@@ -370,7 +447,10 @@ class Trainer:
             else _constant
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
-        self.train_gen = torch.Generator(device=self.device).manual_seed(seeds["train_noise"])
+        stream_seeds = _stream_seeds(train_config.seed, self.n_streams)
+        self.train_gens = [
+            torch.Generator(device=self.device).manual_seed(stream_seeds[r]) for r in self.streams
+        ]
         self.train_rng = np.random.default_rng(seeds["train_metrics"])
         self.step = 0
         self.train_s = 0.0
@@ -383,7 +463,17 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue bit for bit (except the model weights)."""
+        """Everything needed to continue bit for bit (except the model weights).
+
+        With several prior streams, ``rng.train_noise_streams`` holds every stream's state
+        (gathered from all processes: collective under a process group).
+        """
+        states = [g.get_state() for g in self.train_gens]
+        if self.comm is not None:
+            states = [s for part in all_gather_objects(states, self.comm) for s in part]
+        noise = (
+            {"train_noise": states[0]} if self.n_streams == 1 else {"train_noise_streams": states}
+        )
         return {
             "step": self.step,
             "train_s": self.train_s,
@@ -391,7 +481,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": {
-                "train_noise": self.train_gen.get_state(),
+                **noise,
                 "train_metrics": self.train_rng.bit_generator.state,
             },
             "history": {k: list(v) for k, v in self.history.items()},
@@ -399,11 +489,25 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any], model: dict[str, torch.Tensor]) -> None:
-        """Restore weights and trainer state written by :meth:`state_dict`."""
+        """Restore weights and trainer state written by :meth:`state_dict`.
+
+        Raises
+        ------
+        CheckpointError
+            If the state was written with another number of prior streams (processes).
+        """
+        rng = state["rng"]
+        states = rng.get("train_noise_streams", [rng.get("train_noise")])
+        if len(states) != self.n_streams:
+            raise CheckpointError(
+                f"the checkpoint was trained with prior_streams = {len(states)}, "
+                f"not {self.n_streams}"
+            )
         self.flow.load_state_dict(model)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.train_gen.set_state(state["rng"]["train_noise"])
+        for r, gen in zip(self.streams, self.train_gens):
+            gen.set_state(states[r])
         self.train_rng.bit_generator.state = state["rng"]["train_metrics"]
         self.step = int(state["step"])
         self.train_s = float(state["train_s"])
@@ -425,9 +529,20 @@ class Trainer:
             If the loss is NaN or infinite (no update is made).
         """
         t0 = time.perf_counter()
-        phi, log_q = self.flow.sample_with_log_q(self.cfg.batch_size, self.train_gen)
+        z = [self.flow.prior_noise(self.stream_batch, gen) for gen in self.train_gens]
+        z = z[0] if len(z) == 1 else torch.cat(z)
+        phi, log_det = self.model(z)
+        log_q = self.flow.log_prior(z) - log_det
         loss = (log_q + self.action(phi)).mean()
-        loss_value = float(loss.detach())
+        log_w = self.log_weights(phi, log_q)
+        if self.comm is None:
+            loss_value = float(loss.detach())
+        else:
+            # one gather: every process sees the combined batch and the loss of every part
+            local = torch.cat([torch.from_numpy(log_w), loss.detach().double().cpu().view(1)])
+            rows = all_gather_rows(local, self.comm).cpu()
+            loss_value = float(rows[:, -1].mean())  # equal parts: the combined batch's mean
+            log_w = rows[:, :-1].reshape(-1).numpy()
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"loss is {loss_value}")
         lr = self.optimizer.param_groups[0]["lr"]
@@ -437,7 +552,7 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.flow.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
-        acc, ess, var = weight_metrics(self.log_weights(phi, log_q), self.train_rng)
+        acc, ess, var = weight_metrics(log_w, self.train_rng)
         self.step += 1
         self.train_s += time.perf_counter() - t0
         return {
@@ -466,6 +581,20 @@ class Trainer:
                 phi, log_q = self.flow.sample_with_log_q(min(bs, n - start), gen)
                 log_w_parts.append(self.log_weights(phi, log_q))
         return weight_metrics(np.concatenate(log_w_parts), np.random.default_rng(metric_seed))
+
+    def evaluate_shared(self) -> tuple[float, float, float]:
+        """:meth:`evaluate` on rank 0, its result on every process (collective)."""
+        if self.comm is None:
+            return self.evaluate()
+        nan = float("nan")
+        ev = self.evaluate() if self.comm.is_main else (nan, nan, nan)
+        acc, ess, var = broadcast_floats(ev, self.comm)
+        return acc, ess, var
+
+    def sync_clock(self) -> None:
+        """Adopt rank 0's training and wall seconds, so time rules agree (collective)."""
+        if self.comm is not None:
+            self.train_s, self.wall_s = broadcast_floats([self.train_s, self.wall_s], self.comm)
 
     # ------------------------------------------------------------------ derived results
     def steps_to_target(self) -> tuple[int | None, float | None]:
@@ -568,6 +697,7 @@ def train_flow(
     progress: bool = True,
     resume: bool = False,
     until_step: int | None = None,
+    distributed: bool | None = None,
 ) -> tuple[Flow, TrainResult]:
     """Train a flow for ``theory`` by reverse KL; return the model and a :class:`TrainResult`.
 
@@ -589,11 +719,20 @@ def train_flow(
     until_step : int, optional
         Stop after this step without changing the schedule (for training in pieces; the
         cosine schedule still spans ``n_steps``).
+    distributed : bool, optional
+        Train in the initialized process group, with DistributedDataParallel (see
+        :mod:`lattice_samplers.flows.distributed`).  None (default): if one of two or more
+        processes is initialized (``distributed.session`` under torchrun).  Every process
+        calls ``train_flow`` with the same arguments; rank 0 alone writes ``out_dir`` and
+        shows progress, and every process returns the same model and history.
 
     Notes
     -----
     Sets torch's intra-op CPU threads to ``train_config.num_threads`` (default: the physical
-    cores available), a process-wide setting.
+    cores available, shared among the processes of a node), a process-wide setting.
+
+    Under a process group, Ctrl-C does not write a checkpoint (that would need the other
+    processes); the last periodic checkpoint is kept.
 
     Returns
     -------
@@ -605,21 +744,35 @@ def train_flow(
     ------
     ValueError
         Bad settings, odd L with checkerboard layers, unavailable device, or an output folder
-        that holds a checkpoint (without ``resume``) or a mismatched one (nothing is written).
+        that holds a checkpoint (without ``resume``) or a mismatched one (nothing is written);
+        prior streams that do not split the batch or the processes evenly.
     """
     from tqdm.auto import tqdm
 
     flow_config = flow_config or FlowConfig()
     cfg = train_config or TrainConfig()
     flow_config.resolve(theory)  # fail early on odd L etc.
+    comm = current_group(cfg.device) if distributed is not False else None
+    if distributed and comm is None:
+        raise ValueError("distributed training needs an initialized group of >= 2 processes")
+    main = comm is None or comm.is_main
     resume_data = None
     if out_dir is not None:
-        resume_data = check_output_dir(out_dir, theory, flow_config, resume)
+        # rank 0 reads the folder (it need not be shared) and hands the result to all
+        resume_data = on_main(lambda: check_output_dir(out_dir, theory, flow_config, resume), comm)
     elif resume:
         raise ValueError("resume needs an output folder holding a checkpoint")
-    set_torch_threads(cfg.num_threads)
+    if resume_data is not None and cfg.prior_streams is None:
+        saved = _saved_streams(resume_data["train"])
+        if saved != (comm.world_size if comm is not None else 1):
+            cfg = replace(cfg, prior_streams=saved)  # continue the run's own streams
+    _check_streams(cfg, comm)
+    n_threads = cfg.num_threads
+    if n_threads is None and comm is not None:
+        n_threads = max(1, physical_cores() // comm.local_world_size)
+    set_torch_threads(n_threads)
 
-    trainer = Trainer(theory, flow_config, cfg)
+    trainer = Trainer(theory, flow_config, cfg, comm=comm)
     if resume_data is not None:
         trainer.load_state_dict(resume_data["train"], resume_data["model"])
     ckpt_path = Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
@@ -630,9 +783,11 @@ def train_flow(
         if ckpt_path is None:
             return
         t0 = time.perf_counter()
-        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(ckpt_path, trainer.flow, theory, flow_config, trainer.state_dict())
-        write_history_csv(trainer.history, ckpt_path.parent / HISTORY_NAME)
+        state = trainer.state_dict()  # collective under a process group
+        if main:
+            ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(ckpt_path, trainer.flow, theory, flow_config, state)
+            write_history_csv(trainer.history, ckpt_path.parent / HISTORY_NAME)
         last_ckpt_step = trainer.step
         trainer.wall_s += time.perf_counter() - t0
 
@@ -644,7 +799,7 @@ def train_flow(
         total=cfg.n_steps,
         initial=start,
         desc=f"train L={theory.L}",
-        disable=not progress,
+        disable=not (progress and main),
         dynamic_ncols=True,
         mininterval=0.5,
     )
@@ -673,10 +828,12 @@ def train_flow(
                 break
             k = trainer.step
             is_eval = k % cfg.eval_every == 0 or k == end
-            ev = trainer.evaluate() if is_eval else (math.nan, math.nan, math.nan)
+            ev = trainer.evaluate_shared() if is_eval else (math.nan, math.nan, math.nan)
             eval_acc = ev[0] if is_eval else eval_acc
             trainer.wall_s += time.perf_counter() - t_wall
+            trainer.sync_clock()
             row.update(
+                train_s=trainer.train_s,
                 wall_s=trainer.wall_s,
                 eval_acceptance=ev[0],
                 eval_ess_kish=ev[1],
@@ -705,7 +862,8 @@ def train_flow(
     except KeyboardInterrupt:
         # keep the finished steps: checkpoint them, then let the caller report the interrupt
         bar.close()
-        save()
+        if comm is None:
+            save()
         raise
     finally:
         bar.close()
@@ -713,7 +871,7 @@ def train_flow(
     if stop_reason != "nonfinite_loss":
         if trainer.history["step"] and not math.isfinite(trainer.history["eval_acceptance"][-1]):
             # the final model is always measured on a held-out batch
-            ev = trainer.evaluate()
+            ev = trainer.evaluate_shared()
             i = len(trainer.history["step"]) - 1
             trainer.history["eval_acceptance"][i] = ev[0]
             trainer.history["eval_ess_kish"][i] = ev[1]
@@ -721,8 +879,7 @@ def train_flow(
         if last_ckpt_step != trainer.step or resume_data is None:
             save()
     elif ckpt_path is not None and last_ckpt_step is not None:
-        data = read_checkpoint(ckpt_path)
-        trainer.flow.load_state_dict(data["model"])
+        trainer.flow.load_state_dict(on_main(lambda: read_checkpoint(ckpt_path)["model"], comm))
 
     steps_t, secs_t = trainer.steps_to_target()
     acc, ess, var = trainer.final_eval()
@@ -746,15 +903,17 @@ def train_flow(
         n_parameters=trainer.flow.n_parameters,
         stop_reason=stop_reason,
         message=message,
-        checkpoint=ckpt_path if ckpt_path is not None and ckpt_path.exists() else None,
+        checkpoint=ckpt_path if ckpt_path is not None and last_ckpt_step is not None else None,
         target_acceptance=cfg.target_acceptance,
         extra={
             "device": str(trainer.device),
             "dtype": flow_config.dtype,
             "torch_threads": torch.get_num_threads(),
+            "world_size": comm.world_size if comm is not None else 1,
+            "prior_streams": trainer.n_streams,
         },
     )
-    if out_dir is not None and ckpt_path is not None and ckpt_path.exists():
+    if main and result.checkpoint is not None:
         summary = {
             **result.summary(),
             "theory": theory.to_dict(),
