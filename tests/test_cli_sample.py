@@ -129,8 +129,14 @@ def test_missing_couplings_and_files(tmp_path: Path, capsys) -> None:
     assert code == 2 and "missing lam" in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli(capsys, str(tmp_path / "nope.toml"))
     assert code == 2 and "not found" in err
-    code, _, err = run_cli(capsys, str(write_config(tmp_path)), "--out", "/nonexistent/dir/x.nc")
-    assert code == 2 and "does not exist" in err
+    under_a_file = tmp_path / "config.toml" / "dir" / "x.nc"
+    code, _, err = run_cli(capsys, str(write_config(tmp_path)), "--out", str(under_a_file))
+    assert code == 2 and "cannot create" in err
+    nested = tmp_path / "new" / "dir" / "x.nc"  # a missing folder is made, as a user expects
+    code, _, err = run_cli(
+        capsys, str(write_config(tmp_path)), "--out", str(nested), "--set", "run.n_steps=100"
+    )
+    assert code == 0 and nested.is_file()
     code, _, err = run_cli(capsys, str(write_config(tmp_path)), "--resume")
     assert code == 2 and "--resume" in err
 

@@ -128,8 +128,10 @@ def run(args: argparse.Namespace) -> int:
     if out is not None:
         if out.is_dir():
             raise ConfigError(f"--out {out} is a directory")
-        if not out.parent.exists():
-            raise ConfigError(f"--out {out}: directory {out.parent} does not exist")
+        try:  # the config is valid by now: make the folder the user asked for
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"--out {out}: cannot create {out.parent} ({exc.strerror})") from None
     if args.checkpoint:
         checkpoint = Path(args.checkpoint)
     elif out is not None:
