@@ -293,3 +293,19 @@ def test_example_configs_are_valid(path) -> None:
     flow_cfg = section_to_dataclass(FlowConfig, config.get("flow"), "flow")
     section_to_dataclass(TrainConfig, config.get("train"), "train")
     assert flow_cfg.resolve(theory)["L"] == theory.L
+
+
+def test_default_threads_follow_omp_num_threads(monkeypatch) -> None:
+    """A scan worker told to stay single-threaded (OMP_NUM_THREADS=1) trains on one thread."""
+    import torch
+
+    from lattice_samplers.flows.train import physical_cores, set_torch_threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert set_torch_threads() == 1 and torch.get_num_threads() == 1
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert set_torch_threads() == physical_cores()
+    finally:
+        torch.set_num_threads(before)
