@@ -9,7 +9,8 @@ update plus sweeps, one independence-Metropolis proposal).  The interface:
 * ``run(state, n_steps, rng, thin=1) -> Chain``: many transitions, observables recorded every
   ``thin`` steps.
 
-Subclasses implement :meth:`Sampler.init` and :meth:`Sampler.run_block`, which advances a state
+Subclasses implement :meth:`Sampler.run_block` (and :meth:`Sampler.init` when they cache more
+than the field and its observables), which advances a state
 in place by ``n_steps`` steps and writes observables and per-step statistics into preallocated
 arrays.  :meth:`Sampler.step` and :meth:`Sampler.run` are both built on ``run_block``, so for the
 numba samplers a Python loop over ``step`` equals ``run`` bit for bit (with the same
@@ -37,7 +38,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from lattice_samplers.kernels.metropolis import N_OBS, OBSERVABLE_NAMES
+from lattice_samplers.kernels.metropolis import N_OBS, OBSERVABLE_NAMES, measure_into
 from lattice_samplers.theory import Phi4Theory
 
 __all__ = [
@@ -244,9 +245,14 @@ class Sampler(ABC):
     def _check_theory(self) -> None:  # noqa: B027 (optional hook, not abstract)
         """Raise ValueError if the sampler cannot sample ``self.theory`` (default: any)."""
 
-    @abstractmethod
     def init(self, phi0: np.ndarray | None = None, rng: np.random.Generator | None = None) -> State:
-        """Build the starting state from ``phi0`` (copied) or, if None, the zero field."""
+        """The starting state: ``phi0`` (copied; the zero field if None), its action and
+        observables.  Samplers that cache more (forces, momenta, log weights) override it."""
+        phi = self._initial_field(phi0)
+        scalars = self._new_scalars()
+        h, c2, c4 = self.theory.hopping
+        scalars[0] = measure_into(phi, h, c2, c4, self.theory.c0, scalars[1:])
+        return State(phi, scalars)
 
     @abstractmethod
     def run_block(

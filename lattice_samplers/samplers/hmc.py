@@ -119,10 +119,9 @@ class HMCSampler(Sampler):
 
         Only the ``no_refresh`` control draws from ``rng`` here (its one-time momenta).
         """
-        phi = self._initial_field(phi0)
+        state = super().init(phi0, rng)
+        phi, scalars = state.phi, state.scalars
         h, c2, c4 = self.theory.hopping
-        scalars = self._new_scalars()
-        scalars[0] = kmet.measure_into(phi, h, c2, c4, self.theory.c0, scalars[1:])
         force = np.zeros_like(phi)
         khmc.compute_force(phi, h, c2, c4, force)
         momentum = np.zeros_like(phi)

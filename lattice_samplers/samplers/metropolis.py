@@ -81,14 +81,6 @@ class MetropolisSampler(Sampler):
         """Kernel code of the test-only variant."""
         return kmet.BROKEN_REVERSED_ACCEPT if self._broken == "reversed_accept" else 0
 
-    def init(self, phi0: np.ndarray | None = None, rng: np.random.Generator | None = None) -> State:
-        """State with ``phi0`` (copied; zeros if None), its action and observables."""
-        phi = self._initial_field(phi0)
-        scalars = self._new_scalars()
-        h, c2, c4 = self.theory.hopping
-        scalars[0] = kmet.measure_into(phi, h, c2, c4, self.theory.c0, scalars[1:])
-        return State(phi, scalars)
-
     def run_block(
         self,
         state: State,
