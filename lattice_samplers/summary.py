@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from lattice_samplers.autocorr import CONVENTION, AutocorrWarning, gamma_method
+from lattice_samplers.observables import SCALAR_OBSERVABLES
 
 __all__ = [
     "Check",
@@ -32,14 +33,7 @@ __all__ = [
 ]
 
 #: Observables every summary reports, in order (others present in the result follow).
-SUMMARY_OBSERVABLES: tuple[str, ...] = (
-    "magnetization",
-    "abs_magnetization",
-    "two_point_susceptibility",
-    "action_density",
-    "phi2",
-    "ising_energy",
-)
+SUMMARY_OBSERVABLES: tuple[str, ...] = SCALAR_OBSERVABLES
 
 
 def _nan_entry(series: np.ndarray, flag: str) -> dict[str, Any]:

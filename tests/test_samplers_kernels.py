@@ -162,3 +162,11 @@ def test_force_and_measurement_kernels(L: int) -> None:
     out = np.empty(kmet.N_OBS)
     action = kmet.measure_into(phi, *theory.hopping, theory.c0, out)
     assert action == pytest.approx(theory.action(phi), rel=1e-13)
+
+
+def test_compiled_observables_are_the_observables_module_ones() -> None:
+    """The names recorded in compiled loops are those of observables.py, in the same order."""
+    from lattice_samplers.kernels.metropolis import OBSERVABLE_NAMES
+    from lattice_samplers.observables import SCALAR_OBSERVABLES
+
+    assert OBSERVABLE_NAMES == SCALAR_OBSERVABLES
