@@ -53,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scheduler", default=None, help="Dask scheduler address")
     p.add_argument("--out", type=Path, default=Path("data/scaling"))
     p.add_argument("--quick", action="store_true", help="tiny run for CI (L = 6, 8)")
+    p.add_argument("--replot", action="store_true",
+                   help="only redraw the figures from the summary files in OUT")  # fmt: skip
     args = p.parse_args(argv)
     if args.quick:
         args.L = [6, 8]
@@ -180,6 +182,12 @@ def figures(rows: list[dict], hist: list[dict], fit: dict, targets: list[float],
                 continue
             L, n = map(np.asarray, zip(*pts))
             ax.plot(L, n, "o", color=f"C{i}", label=f"acceptance {key}")
+            # lattices that never reached this target: their step count is a lower bound
+            low = [(r["L"], r["n_steps" if what == "steps" else "train_seconds"]) for r in rows
+                   if not r[f"{what}_to_{key}"]]  # fmt: skip
+            if low:
+                ax.plot(*zip(*low), "^", mfc="none", color=f"C{i}",
+                        label=f"not reached ({key}): > this")  # fmt: skip
             f = fit.get(f"{what}_to_{key}", {})
             xs = np.linspace(min(L), max(L), 50)
             ev, pl = f.get("exponential_volume", {}), f.get("power_law", {})
@@ -234,6 +242,17 @@ def figures(rows: list[dict], hist: list[dict], fit: dict, targets: list[float],
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     args = parse_args(argv)
+    if args.replot:
+        import csv
+        import json
+
+        saved = json.loads((args.out / "training_summary.json").read_text())
+        with (args.out / "training_histories.csv").open() as f:
+            hist = [{k: float(v) if v else math.nan for k, v in r.items()}
+                    for r in csv.DictReader(f)]  # fmt: skip
+        targets = saved["config"]["study"]["targets"]
+        report(figures(saved["rows"], hist, saved["fits"], targets, args.out / "figures"))
+        return 0
     config = scan_config(args)
     scan = run_scan(config, args.out / "training_scan", backend=args.backend,
                     workers=args.workers, scheduler=args.scheduler)  # fmt: skip
