@@ -111,11 +111,15 @@ def with_defaults(config: Mapping[str, Any] | None) -> dict[str, Any]:
     out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in (config or {}).items()}
     theory = dict(out.get("theory") or {}) if isinstance(out.get("theory", {}), Mapping) else None
     if theory is not None:
-        # fill what the user left out: the default lattice size, and the default point when
-        # neither a parametrization nor any coupling was given (e.g. --set theory.L=12)
+        # fill what the user left out from the default point, as long as it is the same
+        # parametrization: --set theory.L=12 --set theory.beta=0.616 keeps lam = 0.5
+        if (
+            theory.get("parametrization", DEFAULT_THEORY["parametrization"])
+            == (DEFAULT_THEORY["parametrization"])
+        ):
+            for key, value in DEFAULT_THEORY.items():
+                theory.setdefault(key, value)
         theory.setdefault("L", DEFAULT_THEORY["L"])
-        if set(theory) <= {"L"}:
-            theory.update({k: v for k, v in DEFAULT_THEORY.items() if k != "L"})
         out["theory"] = theory
     run = dict(DEFAULT_RUN)
     run.update(out.get("run", {}) if isinstance(out.get("run"), Mapping) else {})

@@ -133,6 +133,14 @@ def test_bad_config(config: dict, message: str) -> None:
         plan_comparison(config)
 
 
+def test_partial_theory_is_completed_from_the_default_point() -> None:
+    plan = plan_comparison({"theory": {"L": 12, "beta": 0.616}})
+    assert plan.theory.couplings == {"beta": 0.616, "lam": 0.5} and plan.theory.L == 12
+    # another parametrization is never mixed with the default's couplings
+    with pytest.raises(ConfigError, match="missing lam"):
+        plan_comparison({"theory": {"parametrization": "albergo", "m2": -4.0}})
+
+
 def _fake(mean: float, err: float) -> SamplerRun:
     obs = {"x": {"mean": mean, "err": err, "tau_int": 1.0, "tau_int_err": 0.1, "ess": 100.0}}
     return SamplerRun("s", None, obs, {})  # type: ignore[arg-type]
