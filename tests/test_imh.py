@@ -87,6 +87,7 @@ def test_diagnostics_of_a_hand_made_history() -> None:
     assert d["acceptance"] == pytest.approx(0.5)
     assert d["longest_rejection_run"] == 3
     assert d["nonfinite_fraction"] == pytest.approx(1 / 8)
+    assert "short" in d["tau_int_accept_flags"]  # 8 steps: flagged, not a stderr warning
 
 
 def test_bad_proposal_shape_is_reported() -> None:

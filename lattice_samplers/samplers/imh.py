@@ -20,12 +20,13 @@ This module does not import torch: the proposal is any object with
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from lattice_samplers.autocorr import acceptance_tau
+from lattice_samplers.autocorr import AutocorrWarning, acceptance_tau
 from lattice_samplers.kernels.imh import imh_pass
 from lattice_samplers.kernels.metropolis import N_OBS
 from lattice_samplers.kernels.phi4 import batch_action
@@ -197,7 +198,8 @@ def imh_diagnostics(accepted: np.ndarray, log_weight: np.ndarray) -> dict[str, f
     -------
     dict
         ``acceptance``; ``longest_rejection_run`` (steps); ``tau_int_accept`` and its error
-        (observable-independent estimate from the rejection runs, lattice convention);
+        (observable-independent estimate from the rejection runs, lattice convention) and
+        ``tau_int_accept_flags`` (e.g. ``short``: fewer than 50 tau_int steps per chain);
         ``ess_kish`` (per sample, in [0, 1]) and ``log_weight_var`` over the finite weights;
         ``nonfinite_fraction``.
     """
@@ -211,12 +213,16 @@ def imh_diagnostics(accepted: np.ndarray, log_weight: np.ndarray) -> dict[str, f
         edges = np.flatnonzero(np.diff(rejected))
         if edges.size:
             runs = max(runs, int((edges[1::2] - edges[::2]).max()))
-    tau = acceptance_tau(accepted)
+    with warnings.catch_warnings():
+        # reported through the flags below instead of as Python warnings on stderr
+        warnings.simplefilter("ignore", AutocorrWarning)
+        tau = acceptance_tau(accepted)
     out = {
         "acceptance": float(accepted.mean()),
         "longest_rejection_run": runs,
         "tau_int_accept": float(tau.tau_int),
         "tau_int_accept_err": float(tau.tau_int_err),
+        "tau_int_accept_flags": [f for f in tau.flags if f != "anticorrelated"],
         "nonfinite_fraction": float(1.0 - finite.mean()) if lw.size else math.nan,
     }
     if finite.any():
