@@ -93,6 +93,9 @@ def format_table(summary: dict[str, Any]) -> str:
             check = (
                 "ok" if ok else ("-" if ok is None else f"DISAGREES ({cons['pull']:+.1f} sigma)")
             )
+            flags = [f for f in o.get("flags") or [] if f != "anticorrelated"]
+            if flags:  # e.g. "short": tau_int and errors are unreliable, run longer
+                check += f" [{', '.join(flags)}]"
             be = ""
             if name == "flow" and summary["break_even"].get(obs):
                 # None in the JSON is an infinite break-even: the flow never pays off
@@ -111,7 +114,8 @@ def format_table(summary: dict[str, Any]) -> str:
         "",
         "tau_int: " + summary["tau_int_convention"] + "; s/ESS: production seconds per "
         "effective sample, +train: with the flow's training seconds added; break-even: flow "
-        "chain length (steps) at which the flow's total cost equals each classical sampler's",
+        "chain length (steps) at which the flow's total cost equals each classical sampler's; "
+        "[short]: fewer than 50 tau_int per chain, so tau_int and errors are unreliable",
     ]
     return "\n".join(lines)
 
