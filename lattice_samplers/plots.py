@@ -53,6 +53,7 @@ def autocorrelation_figure(series: dict[str, np.ndarray], observable: str, path:
         ax.plot(np.arange(n), rho[:n], label=label, color=COLORS.get(name))
     ax.axhline(0.0, color="k", lw=0.5)
     ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlim(left=0)
     ax.set_xlabel("lag t (steps)")
     ax.set_ylabel(f"ρ(t) of {LABELS.get(observable, observable)}")
     ax.set_title("Autocorrelation functions (Gamma method)")
@@ -61,18 +62,26 @@ def autocorrelation_figure(series: dict[str, np.ndarray], observable: str, path:
 
 
 def history_figure(
-    series: dict[str, np.ndarray], observables: tuple[str, ...], path: Path, n: int = 2000
+    series: dict[str, dict[str, np.ndarray]],
+    observables: tuple[str, ...],
+    path: Path,
+    n: int = 500,
 ) -> Path:
-    """The first ``n`` draws of chain 0 of each observable, one panel per observable."""
-    fig, axes = plt.subplots(len(observables), 1, figsize=(8, 2.2 * len(observables)), sharex=True)
-    axes = np.atleast_1d(axes)
-    for ax, obs in zip(axes, observables):
-        for name, per_obs in series.items():
-            x = np.atleast_2d(per_obs[obs])[0, :n]
-            ax.plot(x, lw=0.6, label=name, color=COLORS.get(name), alpha=0.8)
-        ax.set_ylabel(LABELS.get(obs, obs))
-    axes[0].legend(fontsize=8, ncol=len(series))
-    axes[-1].set_xlabel("draw (chain 0)")
+    """The first ``n`` draws of chain 0: one row per sampler, one column per observable."""
+    names = list(series)
+    fig, axes = plt.subplots(
+        len(names), len(observables), figsize=(5 * len(observables), 1.6 * len(names) + 0.6),
+        sharex=True, sharey="col", squeeze=False,
+    )  # fmt: skip
+    for i, name in enumerate(names):
+        for j, obs in enumerate(observables):
+            x = np.atleast_2d(series[name][obs])[0, :n]
+            axes[i, j].plot(x, lw=0.7, color=COLORS.get(name))
+            if i == 0:
+                axes[i, j].set_title(LABELS.get(obs, obs))
+        axes[i, 0].set_ylabel(name)
+    for ax in axes[-1]:
+        ax.set_xlabel("draw (chain 0)")
     return _save(fig, path)
 
 
