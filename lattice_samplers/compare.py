@@ -255,7 +255,8 @@ def _train_or_load(plan: ComparePlan, out_dir: Path | None, progress: bool | Non
     from lattice_samplers.flows import load_flow, read_checkpoint, train_flow
 
     if plan.flow_checkpoint is not None:
-        flow = load_flow(plan.flow_checkpoint, plan.theory)
+        device = plan.train_config.device if plan.train_config is not None else "cpu"
+        flow = load_flow(plan.flow_checkpoint, plan.theory, device=device)
         data = read_checkpoint(plan.flow_checkpoint)
         train = data.get("train") or {}
         return flow, {
