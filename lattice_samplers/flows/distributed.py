@@ -173,11 +173,19 @@ def session(device: str = "cpu", timeout_s: float | None = None) -> Iterator[Dis
     """Context manager: :func:`init_from_env` on entry, destroy the group it made on exit."""
     made = not (dist.is_available() and dist.is_initialized())
     ctx = init_from_env(device, timeout_s)
+    owned = made and ctx is not None
     try:
         yield ctx
-    finally:
-        if made and ctx is not None and dist.is_initialized():
+    except BaseException:
+        if owned and dist.is_initialized():
             dist.destroy_process_group()
+        raise
+    if owned and dist.is_initialized():
+        # rank 0 hosts the rendezvous store: tearing it down while another rank is still in
+        # its own teardown aborted that rank now and then ("terminate called without an
+        # active exception", SIGABRT); a barrier lets every rank finish first
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 # ---------------------------------------------------------------------- collectives
