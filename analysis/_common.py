@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import platform
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as `python analysis/x.py` from a source checkout
     sys.path.insert(0, str(ROOT))
 
-from lattice_samplers.run import atomic_write, versions  # noqa: E402
-from lattice_samplers.summary import json_ready  # noqa: E402
+from lattice_samplers.run import versions  # noqa: E402
+from lattice_samplers.summary import write_csv, write_json  # noqa: E402,F401 (re-exported)
 
 
 def hardware() -> dict[str, Any]:
@@ -63,29 +61,23 @@ def provenance(args: Any, started: float) -> dict[str, Any]:
     }
 
 
-def write_json(path: Path, obj: Any) -> Path:
-    """Write strict JSON (non-finite numbers as null) atomically."""
-    text = json.dumps(json_ready(obj), indent=1, default=str)
-    return atomic_write(path, lambda p: p.write_text(text))
-
-
-def write_csv(path: Path, rows: Iterable[Mapping[str, Any]]) -> Path:
-    """Write rows (dicts) as CSV atomically; the header is the union of keys in order."""
-    rows = [dict(json_ready(r)) for r in rows]
-    fields: list[str] = []
-    for r in rows:
-        fields += [k for k in r if k not in fields]
-
-    def write(p: Path) -> None:
-        with p.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields)
-            w.writeheader()
-            w.writerows(rows)
-
-    return atomic_write(path, write)
-
-
 def report(paths: Iterable[Path]) -> None:
     """Print what a script wrote."""
     for p in paths:
         print(f"wrote {p}")
+
+
+def finish(
+    scan: Any, written: list[Path], json_path: Path, payload: dict, args: Any, started: float
+) -> int:
+    """Write the summary JSON (payload + provenance + failed tasks), print the scan table and
+    what was written; the exit status is 1 if a task failed."""
+    payload = {
+        **payload,
+        "provenance": provenance(args, started),
+        "failed": [r.task_id for r in scan if r.status == "failed"],
+    }
+    written.append(write_json(json_path, payload))
+    print(scan.table())
+    report(written)
+    return 0 if scan.ok else 1

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import provenance, report, write_csv, write_json
+from _common import finish, report, write_csv
 
 from lattice_samplers.scaling import DEFAULT_TARGETS, fit_growth, lognormal_acceptance
 from lattice_samplers.scan import run_scan
@@ -264,21 +264,14 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if rows:
         written += figures(rows, hist, fit, args.targets, args.out / "figures")
-    written.append(
-        write_json(
-            args.out / "training_summary.json",
-            {
-                "rows": rows,
-                "fits": fit,
-                "config": config,
-                "provenance": provenance(args, started),
-                "failed": [r.task_id for r in scan if r.status == "failed"],
-            },
-        )  # fmt: skip
+    return finish(
+        scan,
+        written,
+        args.out / "training_summary.json",
+        {"rows": rows, "fits": fit, "config": config},
+        args,
+        started,
     )
-    print(scan.table())
-    report(written)
-    return 0 if scan.ok else 1
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import provenance, report, write_csv, write_json
+from _common import finish, write_csv
 
 from lattice_samplers.scan import collect_scan, run_scan
 
@@ -215,20 +215,14 @@ def main(argv: list[str] | None = None) -> int:
     written = [write_csv(args.out / "sampler_summary.csv", rows)]
     if rows:
         written += figures(rows, args.out / "figures")
-    written.append(
-        write_json(
-            args.out / "sampler_summary.json",
-            {
-                "rows": rows,
-                "config": config,
-                "provenance": provenance(args, started),
-                "failed": [r.task_id for r in scan if r.status == "failed"],
-            },
-        )  # fmt: skip
+    return finish(
+        scan,
+        written,
+        args.out / "sampler_summary.json",
+        {"rows": rows, "config": config},
+        args,
+        started,
     )
-    print(scan.table())
-    report(written)
-    return 0 if scan.ok else 1
 
 
 if __name__ == "__main__":

@@ -23,8 +23,6 @@ Config sections (all optional; unknown sections or keys are errors):
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import time
 from collections.abc import Mapping
@@ -42,10 +40,16 @@ from lattice_samplers.config import (
     theory_from_config,
 )
 from lattice_samplers.cost import break_even, cost_per_effective_sample
-from lattice_samplers.run import RunResult, RunSettings, atomic_write, run_sampler, versions
+from lattice_samplers.run import RunResult, RunSettings, run_with_settings, versions
 from lattice_samplers.samplers import SAMPLERS
 from lattice_samplers.samplers.imh import IMHSettings, imh_diagnostics
-from lattice_samplers.summary import diagnostics, json_ready, summarize_observables
+from lattice_samplers.summary import (
+    diagnostics,
+    json_ready,
+    summarize_observables,
+    write_csv,
+    write_json,
+)
 from lattice_samplers.theory import Phi4Theory
 
 CLASSICAL = ("metropolis", "hmc", "cluster")
@@ -350,14 +354,10 @@ def run_comparison(
     training: dict[str, Any] = {}
 
     def execute(name: str, sampler: Any, training_s: float = 0.0) -> None:
-        result = run_sampler(
+        result = run_with_settings(
             sampler,
-            run.n_steps,
-            n_therm=run.n_therm,
-            thin=run.thin,
-            n_chains=run.n_chains,
+            run,
             seed=seeds[name],
-            block_size=run.block_size,
             progress=progress,
             config=plan.config,
         )
@@ -466,20 +466,8 @@ def _csv_rows(comparison: Comparison) -> list[dict[str, Any]]:
 
 def write_outputs(comparison: Comparison, out: Path) -> None:
     """Write ``summary.json``, ``summary.csv`` and the figures into ``out`` (atomically)."""
-    summary = comparison.to_dict()
-    atomic_write(out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=1)))
-    rows = _csv_rows(comparison)
-    fieldnames: list[str] = []
-    for row in rows:
-        fieldnames += [k for k in row if k not in fieldnames]
-
-    def write_csv(p: Path) -> None:
-        with p.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fieldnames)
-            writer.writeheader()
-            writer.writerows(json_ready(rows))
-
-    atomic_write(out / "summary.csv", write_csv)
+    write_json(out / "summary.json", comparison.to_dict())
+    write_csv(out / "summary.csv", _csv_rows(comparison))
     from lattice_samplers.plots import comparison_figures
 
     comparison_figures(comparison, out)

@@ -54,6 +54,7 @@ __all__ = [
     "RunSettings",
     "load_checkpoint",
     "run_sampler",
+    "run_with_settings",
     "versions",
 ]
 
@@ -665,6 +666,25 @@ def run_sampler(
         final_phi=np.stack([s.phi.copy() for s in states]),
         versions=versions(),
         config=dict(config) if config is not None else None,
+    )
+
+
+def run_with_settings(
+    sampler: Sampler, run: RunSettings, *, seed: int | None = None, **options: Any
+) -> RunResult:
+    """:func:`run_sampler` with the lengths, seed and checkpoint interval of a ``[run]``
+    section; ``seed`` replaces ``run.seed`` and ``options`` are passed on (``progress``,
+    ``checkpoint_path``, ``resume``, ``config``, ...)."""
+    return run_sampler(
+        sampler,
+        run.n_steps,
+        n_therm=run.n_therm,
+        thin=run.thin,
+        n_chains=run.n_chains,
+        seed=run.seed if seed is None else seed,
+        block_size=run.block_size,
+        checkpoint_every=run.checkpoint_every,
+        **options,
     )
 
 

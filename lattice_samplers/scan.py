@@ -264,22 +264,16 @@ def sample_job(config: dict[str, Any], out_path: Path) -> dict[str, Any]:
     """
     from lattice_samplers.commands.sample import build
     from lattice_samplers.io import write_results
-    from lattice_samplers.run import run_sampler
+    from lattice_samplers.run import run_with_settings
     from lattice_samplers.summary import result_summary
 
     sampler, run = build(config)
     out_path.mkdir(parents=True, exist_ok=True)
     checkpoint = out_path / "run.ckpt"
-    result = run_sampler(
+    result = run_with_settings(
         sampler,
-        run.n_steps,
-        n_therm=run.n_therm,
-        thin=run.thin,
-        n_chains=run.n_chains,
-        seed=run.seed,
-        block_size=run.block_size,
+        run,
         checkpoint_path=checkpoint,
-        checkpoint_every=run.checkpoint_every,
         resume=checkpoint.is_file(),
         progress=False,
         config=config,

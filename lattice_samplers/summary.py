@@ -10,10 +10,13 @@ the flow independence Metropolis included, is summarized by the same code.
 
 from __future__ import annotations
 
+import csv
+import json
 import math
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +33,8 @@ __all__ = [
     "result_summary",
     "summarize_observables",
     "summarize_series",
+    "write_csv",
+    "write_json",
 ]
 
 #: Observables every summary reports, in order (others present in the result follow).
@@ -181,6 +186,32 @@ def json_ready(obj: Any) -> Any:
         x = float(obj)
         return x if math.isfinite(x) else None
     return obj
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as strict JSON (non-finite numbers as null) atomically."""
+    from lattice_samplers.run import atomic_write
+
+    text = json.dumps(json_ready(obj), indent=1, default=str)
+    return atomic_write(path, lambda p: p.write_text(text))
+
+
+def write_csv(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
+    """Write dict rows as CSV atomically; the header is the union of their keys, in order."""
+    from lattice_samplers.run import atomic_write
+
+    rows = [json_ready(dict(r)) for r in rows]
+    fields: list[str] = []
+    for r in rows:
+        fields += [k for k in r if k not in fields]
+
+    def write(p: Path) -> None:
+        with p.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    return atomic_write(path, write)
 
 
 @dataclass(frozen=True)

@@ -143,20 +143,14 @@ def run(args: argparse.Namespace) -> int:
             f"--resume: no checkpoint at {checkpoint or '(give --out or --checkpoint)'}"
         )
 
-    from lattice_samplers.run import RunInterrupted, run_sampler
+    from lattice_samplers.run import RunInterrupted, run_with_settings
     from lattice_samplers.summary import result_summary
 
     try:
-        result = run_sampler(
+        result = run_with_settings(
             sampler,
-            run_settings.n_steps,
-            n_therm=run_settings.n_therm,
-            thin=run_settings.thin,
-            n_chains=run_settings.n_chains,
-            seed=run_settings.seed,
-            block_size=run_settings.block_size,
+            run_settings,
             checkpoint_path=checkpoint,
-            checkpoint_every=run_settings.checkpoint_every,
             resume=args.resume,
             progress=args.progress,
             config=config,

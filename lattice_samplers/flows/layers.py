@@ -96,7 +96,18 @@ class _Coupling(FlowLayer):
     #: Flows keep consecutive split-native layers in the split layout.
     split_native = True
 
-    def __init__(self, L: int, parity: int) -> None:
+    def __init__(
+        self,
+        L: int,
+        parity: int,
+        heads: list[tuple[int, str]],
+        conditioner: str,
+        hidden: tuple[int, ...],
+        activation: str,
+        kernel_size: int,
+        init_scale: float,
+    ) -> None:
+        """Set up the masks and the conditioner with the subclass's output ``heads``."""
         super().__init__()
         active, passive = checkerboard_indices(L, parity)
         self.L = L
@@ -104,8 +115,9 @@ class _Coupling(FlowLayer):
         split, unsplit = checkerboard_order(L)
         self.register_buffer("split", split, persistent=False)
         self.register_buffer("unsplit", unsplit, persistent=False)
-        self._active_init = active  # handed to the conditioner by subclasses
-        self._passive_init = passive
+        self.conditioner = Conditioner(
+            conditioner, L, active, passive, heads, hidden, activation, kernel_size, init_scale
+        )
 
     def to_split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(n, L, L)`` -> ``(x0, x1)``, the parity-0 and parity-1 halves ``(n, V/2)``."""
@@ -181,13 +193,9 @@ class AffineCoupling(_Coupling):
         kernel_size: int = 3,
         init_scale: float = 0.01,
     ) -> None:
-        super().__init__(L, parity)
-        active, passive = self._active_init, self._passive_init
-        self.equivariant = bool(equivariant)
         heads = [(1, "even" if equivariant else "none"), (1, "odd" if equivariant else "none")]
-        self.conditioner = Conditioner(
-            conditioner, L, active, passive, heads, hidden, activation, kernel_size, init_scale
-        )
+        super().__init__(L, parity, heads, conditioner, hidden, activation, kernel_size, init_scale)
+        self.equivariant = bool(equivariant)
 
     def _transform(self, xa, params, inverse):
         s = params[0][:, 0]
@@ -215,13 +223,9 @@ class AdditiveCoupling(_Coupling):
         kernel_size: int = 3,
         init_scale: float = 0.01,
     ) -> None:
-        super().__init__(L, parity)
-        active, passive = self._active_init, self._passive_init
-        self.equivariant = bool(equivariant)
         heads = [(1, "odd" if equivariant else "none")]
-        self.conditioner = Conditioner(
-            conditioner, L, active, passive, heads, hidden, activation, kernel_size, init_scale
-        )
+        super().__init__(L, parity, heads, conditioner, hidden, activation, kernel_size, init_scale)
+        self.equivariant = bool(equivariant)
 
     def _transform(self, xa, params, inverse):
         t = params[0][:, 0]
@@ -389,7 +393,6 @@ class SplineCoupling(_Coupling):
         bins: int = 8,
         bound: float = 4.0,
     ) -> None:
-        super().__init__(L, parity)
         if equivariant:
             raise ValueError(
                 "the spline coupling has no Z2-equivariant form here; "
@@ -399,13 +402,10 @@ class SplineCoupling(_Coupling):
             raise ValueError(f"spline bins must be >= 2, got {bins}")
         if not bound > 0:
             raise ValueError(f"spline bound must be > 0, got {bound}")
-        active, passive = self._active_init, self._passive_init
+        heads = [(3 * int(bins) - 1, "none")]
+        super().__init__(L, parity, heads, conditioner, hidden, activation, kernel_size, init_scale)
         self.bins = int(bins)
         self.bound = float(bound)
-        heads = [(3 * self.bins - 1, "none")]
-        self.conditioner = Conditioner(
-            conditioner, L, active, passive, heads, hidden, activation, kernel_size, init_scale
-        )
 
     def _transform(self, xa, params, inverse):
         p = params[0].transpose(1, 2)  # (n, V/2, 3K - 1)
