@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from lattice_samplers.kernels.metropolis import N_OBS, OBSERVABLE_NAMES
+from lattice_samplers.kernels.common import N_OBS, OBSERVABLE_NAMES
 from lattice_samplers.samplers.base import Chain, Sampler, State, add_work, thin_stats
 from lattice_samplers.theory import Phi4Theory
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from lattice_samplers.kernels import cluster as kcl
+from lattice_samplers.kernels import common as kcommon
 from lattice_samplers.kernels import hmc as khmc
 from lattice_samplers.kernels import metropolis as kmet
 from lattice_samplers.samplers import HMCSampler
@@ -59,16 +60,16 @@ def test_sweep_matches_twin(L: int, checkerboard: bool, n_hits: int) -> None:
 
 def test_accept_test_convention() -> None:
     """accept iff e > delta_h; non-finite delta_h is rejected; the control reverses it."""
-    assert kmet.accept_test(0.5, 0.6, 1.0)
-    assert not kmet.accept_test(0.7, 0.6, 1.0)
-    assert kmet.accept_test(-3.0, 0.0, 1.0)
+    assert kcommon.accept_test(0.5, 0.6, 1.0)
+    assert not kcommon.accept_test(0.7, 0.6, 1.0)
+    assert kcommon.accept_test(-3.0, 0.0, 1.0)
     for bad in (np.nan, np.inf, -np.inf):
-        assert not kmet.accept_test(bad, 0.6, 1.0)
-        assert not kmet.accept_test(bad, 0.6, -1.0)
-    assert kmet.accept_test(0.7, 0.6, -1.0)
-    assert not kmet.accept_test(0.5, 0.6, -1.0)
-    assert kmet.accept_sign(kmet.BROKEN_REVERSED_ACCEPT) == -1.0
-    assert kmet.accept_sign(0) == 1.0
+        assert not kcommon.accept_test(bad, 0.6, 1.0)
+        assert not kcommon.accept_test(bad, 0.6, -1.0)
+    assert kcommon.accept_test(0.7, 0.6, -1.0)
+    assert not kcommon.accept_test(0.5, 0.6, -1.0)
+    assert kcommon.accept_sign(kcommon.BROKEN_REVERSED_ACCEPT) == -1.0
+    assert kcommon.accept_sign(0) == 1.0
 
 
 def wolff_twin(theory, phi, rng, always: bool = False) -> int:
@@ -159,14 +160,14 @@ def test_force_and_measurement_kernels(L: int) -> None:
     force = np.empty_like(phi)
     khmc.compute_force(phi, *theory.hopping, force)
     np.testing.assert_allclose(force, theory.force(phi), rtol=0, atol=1e-12)
-    out = np.empty(kmet.N_OBS)
-    action = kmet.measure_into(phi, *theory.hopping, theory.c0, out)
+    out = np.empty(kcommon.N_OBS)
+    action = kcommon.measure_into(phi, *theory.hopping, theory.c0, out)
     assert action == pytest.approx(theory.action(phi), rel=1e-13)
 
 
 def test_compiled_observables_are_the_observables_module_ones() -> None:
     """The names recorded in compiled loops are those of observables.py, in the same order."""
-    from lattice_samplers.kernels.metropolis import OBSERVABLE_NAMES
+    from lattice_samplers.kernels.common import OBSERVABLE_NAMES
     from lattice_samplers.observables import SCALAR_OBSERVABLES
 
     assert OBSERVABLE_NAMES == SCALAR_OBSERVABLES

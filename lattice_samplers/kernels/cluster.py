@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from lattice_samplers.kernels.metropolis import measure_into, sweep
+from lattice_samplers.kernels.common import measure_into
+from lattice_samplers.kernels.metropolis import sweep
 
 #: Test-only negative control: activate every same-sign bond (p = 1), ignoring |phi_x phi_y|.
 BROKEN_BOND_ALWAYS = 3

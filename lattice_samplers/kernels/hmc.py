@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from lattice_samplers.kernels.metropolis import (
+from lattice_samplers.kernels.common import (
     BROKEN_NONE,
     BROKEN_REVERSED_ACCEPT,
     FASTMATH,

@@ -1,14 +1,10 @@
-"""Numba kernels for local Metropolis sweeps, the shared accept test and in-loop measurement.
+"""Numba kernels for local Metropolis sweeps.
 
 Everything here is pure (no I/O, no globals); randomness comes from an explicit
 ``numpy.random.Generator`` passed into the compiled code, which numba drives with numpy's exact
-stream.  Three pieces are shared by every classical sampler and live here so that each is
-written once:
-
-* :func:`accept_test` -- the Metropolis accept/reject decision and its sign convention;
-* :func:`measure_into` -- the scalar observables of :mod:`lattice_samplers.observables`
-  computed in one pass, together with the action;
-* :func:`sweep` -- one full sweep of single-site updates (also used by the cluster sampler).
+stream.  The accept test and in-loop measurement shared with the other kernels live in
+:mod:`lattice_samplers.kernels.common`; :func:`sweep` (one full sweep of single-site updates)
+is also composed into the cluster sampler's step.
 
 Fields are float64 arrays of shape (L, L) with periodic boundaries; ``h, c2, c4`` are the
 hopping-form coefficients of :class:`lattice_samplers.theory.Phi4Theory`.
@@ -19,94 +15,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-#: Observables recorded inside the compiled loops, in the order of :func:`measure_into`'s
-#: output; the names and definitions of ``lattice_samplers.observables.SCALAR_OBSERVABLES``.
-OBSERVABLE_NAMES: tuple[str, ...] = (
-    "magnetization",
-    "abs_magnetization",
-    "two_point_susceptibility",
-    "action_density",
-    "phi2",
-    "ising_energy",
+from lattice_samplers.kernels.common import (
+    accept_sign,
+    accept_test,
+    measure_into,
 )
-N_OBS = len(OBSERVABLE_NAMES)
 
-#: fastmath flags for pure arithmetic (reductions may be reordered and vectorized, FMAs may
-#: be contracted).  ``nnan``/``ninf`` are deliberately left out: a diverging trajectory must
-#: produce an honest inf/NaN that the (non-fastmath) accept test rejects and counts.
-FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
-
-#: Values of the test-only ``broken`` argument (negative controls; never use in production).
-BROKEN_NONE = 0
-BROKEN_REVERSED_ACCEPT = 1
-
-
-@njit(cache=True, inline="always")
-def accept_test(delta_h: float, e: float, sign: float) -> bool:
-    """Metropolis decision for delta_h = H_new - H_old, given a fresh variate e ~ Exp(1).
-
-    The sign convention, written once for every sampler: accept if log(u) < -delta_h with
-    u ~ U(0, 1].  It is evaluated as ``e > delta_h`` with e = -log(u) drawn directly as a
-    standard exponential (``rng.standard_exponential()``, numpy's ziggurat): the same test in
-    law, without a logarithm.  Callers draw e for every proposal, so the code is branch-free
-    and the random stream does not depend on outcomes.  A non-finite ``delta_h`` (NaN, +-inf
-    from a diverging update) is always rejected; callers count it from the recorded delta_h.
-
-    ``sign`` is +1.0.  The test-only negative control ``sign = -1.0`` (see
-    :func:`accept_sign`) reverses the test: accept if log(u) > -delta_h.  Compiled without
-    fastmath, so comparisons with NaN keep their IEEE meaning.
-    """
-    return (sign * (e - delta_h) > 0.0) & (abs(delta_h) < np.inf)
-
-
-@njit(cache=True)
-def accept_sign(broken: int) -> float:
-    """The ``sign`` argument of :func:`accept_test`: -1.0 for the reversed-accept control."""
-    return -1.0 if broken == BROKEN_REVERSED_ACCEPT else 1.0
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def measure_into(
-    phi: np.ndarray, h: float, c2: float, c4: float, c0: float, out: np.ndarray
-) -> float:
-    """Write the scalar observables of ``phi`` into ``out[:N_OBS]`` and return the full action.
-
-    One pass computes sum phi, sum phi^2, sum phi^4 and the forward hopping sum, from which
-    every entry of :data:`OBSERVABLE_NAMES` follows with the definitions of
-    :mod:`lattice_samplers.observables` (M/V, |M|/V, M^2/V, S/V incl. c0, mean phi^2, mean
-    forward-neighbour product).  The returned action includes the constant V c0.
-    """
-    L0, L1 = phi.shape
-    s1 = 0.0
-    s2 = 0.0
-    s4 = 0.0
-    hop = 0.0
-    for i in range(L0):
-        ip = i + 1 if i + 1 < L0 else 0
-        for j in range(L1 - 1):
-            p = phi[i, j]
-            p2 = p * p
-            s1 += p
-            s2 += p2
-            s4 += p2 * p2
-            hop += p * (phi[ip, j] + phi[i, j + 1])
-        j = L1 - 1
-        p = phi[i, j]
-        p2 = p * p
-        s1 += p
-        s2 += p2
-        s4 += p2 * p2
-        hop += p * (phi[ip, j] + phi[i, 0])
-    volume = L0 * L1
-    action = -h * hop + c2 * s2 + c4 * s4 + volume * c0
-    m = s1 / volume
-    out[0] = m
-    out[1] = abs(m)
-    out[2] = s1 * s1 / volume
-    out[3] = action / volume
-    out[4] = s2 / volume
-    out[5] = hop / volume
-    return action
+__all__ = ["metropolis_block", "sweep"]
 
 
 @njit(cache=True, inline="always")

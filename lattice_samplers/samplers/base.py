@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from lattice_samplers.kernels.metropolis import N_OBS, OBSERVABLE_NAMES, measure_into
+from lattice_samplers.kernels.common import N_OBS, OBSERVABLE_NAMES, measure_into
 from lattice_samplers.theory import Phi4Theory
 
 __all__ = [
@@ -403,3 +403,15 @@ def _check_lengths(n_steps: int, thin: int) -> tuple[int, int]:
     if n_steps % thin:
         raise ValueError(f"n_steps ({n_steps}) must be a multiple of thin ({thin})")
     return int(n_steps), int(thin)
+
+
+def check_fraction(name: str, value: float) -> None:
+    """Refuse a setting outside the open interval (0, 1) with a one-line ValueError."""
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must be in (0, 1), got {value}")
+
+
+def check_positive(name: str, value: float) -> None:
+    """Refuse a setting that is not a positive finite number with a one-line ValueError."""
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError(f"{name} must be a positive finite number, got {value}")

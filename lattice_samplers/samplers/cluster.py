@@ -14,9 +14,8 @@ from typing import Literal
 import numpy as np
 
 from lattice_samplers.kernels import cluster as kcl
-from lattice_samplers.kernels import metropolis as kmet
-from lattice_samplers.samplers.base import Sampler, State
-from lattice_samplers.samplers.metropolis import _check_fraction, _check_positive
+from lattice_samplers.kernels import common as kcommon
+from lattice_samplers.samplers.base import Sampler, State, check_fraction, check_positive
 
 __all__ = ["ClusterSampler", "ClusterSettings"]
 
@@ -50,12 +49,12 @@ class ClusterSettings:
             raise ValueError(
                 f"n_sweeps must be >= 1 (cluster flips leave |phi| unchanged), got {self.n_sweeps}"
             )
-        _check_positive("width", self.width)
+        check_positive("width", self.width)
         if self.n_hits < 1:
             raise ValueError(f"n_hits must be >= 1, got {self.n_hits}")
         if self.order not in ("checkerboard", "lexicographic"):
             raise ValueError(f"order must be 'checkerboard' or 'lexicographic', got {self.order!r}")
-        _check_fraction("target_acceptance", self.target_acceptance)
+        check_fraction("target_acceptance", self.target_acceptance)
 
 
 class ClusterSampler(Sampler):
@@ -86,7 +85,7 @@ class ClusterSampler(Sampler):
         """Kernel code of the test-only variant."""
         return {
             "bond_always": kcl.BROKEN_BOND_ALWAYS,
-            "reversed_accept": kmet.BROKEN_REVERSED_ACCEPT,
+            "reversed_accept": kcommon.BROKEN_REVERSED_ACCEPT,
         }.get(self._broken, 0)
 
     def run_block(

@@ -15,10 +15,9 @@ from typing import Literal
 
 import numpy as np
 
+from lattice_samplers.kernels import common as kcommon
 from lattice_samplers.kernels import hmc as khmc
-from lattice_samplers.kernels import metropolis as kmet
-from lattice_samplers.samplers.base import Sampler, State
-from lattice_samplers.samplers.metropolis import _check_fraction, _check_positive
+from lattice_samplers.samplers.base import Sampler, State, check_fraction, check_positive
 
 __all__ = ["HMCSampler", "HMCSettings"]
 
@@ -62,18 +61,18 @@ class HMCSettings:
     metropolis: bool = True
 
     def __post_init__(self) -> None:
-        _check_positive("step_size", self.step_size)
+        check_positive("step_size", self.step_size)
         if self.n_leapfrog < 1:
             raise ValueError(f"n_leapfrog must be >= 1, got {self.n_leapfrog}")
         if self.trajectory_length is not None:
-            _check_positive("trajectory_length", self.trajectory_length)
+            check_positive("trajectory_length", self.trajectory_length)
             n = max(1, round(self.trajectory_length / self.step_size))
             object.__setattr__(self, "n_leapfrog", int(n))
         if self.integrator not in _INTEGRATORS:
             raise ValueError(f"integrator must be 'leapfrog' or 'omelyan', got {self.integrator!r}")
         if not 0.0 < self.omelyan_lambda < 0.5:
             raise ValueError(f"omelyan_lambda must be in (0, 0.5), got {self.omelyan_lambda}")
-        _check_fraction("target_acceptance", self.target_acceptance)
+        check_fraction("target_acceptance", self.target_acceptance)
 
 
 class HMCSampler(Sampler):
@@ -98,7 +97,7 @@ class HMCSampler(Sampler):
     def broken_code(self) -> int:
         """Kernel code of the test-only variant."""
         return {
-            "reversed_accept": kmet.BROKEN_REVERSED_ACCEPT,
+            "reversed_accept": kcommon.BROKEN_REVERSED_ACCEPT,
             "no_refresh": khmc.BROKEN_NO_REFRESH,
         }.get(self._broken, 0)
 

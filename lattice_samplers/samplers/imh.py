@@ -27,8 +27,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from lattice_samplers.autocorr import AutocorrWarning, acceptance_tau
+from lattice_samplers.kernels.common import N_OBS
 from lattice_samplers.kernels.imh import imh_pass
-from lattice_samplers.kernels.metropolis import N_OBS
 from lattice_samplers.kernels.phi4 import batch_action
 from lattice_samplers.observables import measure
 from lattice_samplers.samplers.base import OBSERVABLE_NAMES, Sampler, State

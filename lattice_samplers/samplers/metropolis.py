@@ -12,20 +12,11 @@ from typing import Literal
 
 import numpy as np
 
+from lattice_samplers.kernels import common as kcommon
 from lattice_samplers.kernels import metropolis as kmet
-from lattice_samplers.samplers.base import Sampler, State
+from lattice_samplers.samplers.base import Sampler, State, check_fraction, check_positive
 
 __all__ = ["MetropolisSampler", "MetropolisSettings"]
-
-
-def _check_fraction(name: str, value: float) -> None:
-    if not 0.0 < value < 1.0:
-        raise ValueError(f"{name} must be in (0, 1), got {value}")
-
-
-def _check_positive(name: str, value: float) -> None:
-    if not value > 0 or value != value or value == float("inf"):
-        raise ValueError(f"{name} must be a positive finite number, got {value}")
 
 
 @dataclass(frozen=True)
@@ -54,12 +45,12 @@ class MetropolisSettings:
     tune: bool = True
 
     def __post_init__(self) -> None:
-        _check_positive("width", self.width)
+        check_positive("width", self.width)
         if self.n_hits < 1:
             raise ValueError(f"n_hits must be >= 1, got {self.n_hits}")
         if self.order not in ("checkerboard", "lexicographic"):
             raise ValueError(f"order must be 'checkerboard' or 'lexicographic', got {self.order!r}")
-        _check_fraction("target_acceptance", self.target_acceptance)
+        check_fraction("target_acceptance", self.target_acceptance)
 
 
 class MetropolisSampler(Sampler):
@@ -79,7 +70,7 @@ class MetropolisSampler(Sampler):
     @property
     def broken_code(self) -> int:
         """Kernel code of the test-only variant."""
-        return kmet.BROKEN_REVERSED_ACCEPT if self._broken == "reversed_accept" else 0
+        return kcommon.BROKEN_REVERSED_ACCEPT if self._broken == "reversed_accept" else 0
 
     def run_block(
         self,
