@@ -366,7 +366,7 @@ def run_comparison(
             diag.update(imh_diagnostics(result.stats["accepted"], result.stats["log_weight"]))
         runs[name] = SamplerRun(name, result, summarize_observables(result), diag, training_s)
         if out is not None:
-            from lattice_samplers.io import write_results
+            from lattice_samplers.driver.results_file import write_results
 
             write_results(result, out / f"{name}.nc")
 

@@ -263,7 +263,7 @@ def sample_job(config: dict[str, Any], out_path: Path) -> dict[str, Any]:
     was killed resumes from it when the scan is run again.
     """
     from lattice_samplers.commands.sample import build
-    from lattice_samplers.io import write_results
+    from lattice_samplers.driver.results_file import write_results
     from lattice_samplers.run import run_with_settings
     from lattice_samplers.summary import result_summary
 

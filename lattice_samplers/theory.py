@@ -221,6 +221,17 @@ class Phi4Theory:
             "hopping_form": {"h": self.h, "c2": self.c2, "c4": self.c4, "c0": self.c0},
         }
 
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> Phi4Theory:
+        """Inverse of :meth:`to_dict`; also reads records whose couplings sit in a
+        ``couplings`` sub-dict (flow checkpoints) and ignores ``hopping_form``."""
+        parametrization = record["parametrization"]
+        if parametrization not in PARAMETRIZATIONS:
+            raise ValueError(f"unknown parametrization {parametrization!r}")
+        source = record.get("couplings", record)
+        couplings = {k: source[k] for k in PARAMETRIZATIONS[parametrization]}
+        return cls.create(int(record["L"]), parametrization, **couplings)
+
     def with_L(self, L: int) -> Phi4Theory:
         """The same couplings on another lattice size."""
         return Phi4Theory.create(L, self.parametrization, **self.couplings)

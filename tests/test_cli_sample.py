@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lattice_samplers.cli import main
-from lattice_samplers.io import read_results
+from lattice_samplers.driver.results_file import read_results
 
 CONFIG = """
 [theory]

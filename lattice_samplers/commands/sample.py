@@ -8,7 +8,8 @@ Config sections (unknown sections and keys are errors):
 * ``[run]``: ``n_therm``, ``n_steps``, ``thin``, ``n_chains``, ``seed``, ``checkpoint_every``,
   ``block_size`` (:class:`lattice_samplers.run.RunSettings`).
 
-With ``--out FILE`` the run is written as a netCDF results file (:mod:`lattice_samplers.io`),
+With ``--out FILE`` the run is written as a netCDF results file
+(:mod:`lattice_samplers.driver.results_file`),
 checkpointed to ``FILE.ckpt`` while it runs (Ctrl-C saves it; ``--resume`` continues).
 With ``--json`` one JSON object goes to stdout (:func:`lattice_samplers.summary.result_summary`);
 otherwise a table.  All input is validated before anything runs or is written.
@@ -167,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         return 130
 
     if out is not None:
-        from lattice_samplers.io import write_results
+        from lattice_samplers.driver.results_file import write_results
 
         write_results(result, out)
     if checkpoint is not None and out is not None:

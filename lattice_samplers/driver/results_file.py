@@ -20,15 +20,16 @@ interrupted write never leaves a partial file under the final name.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from lattice_samplers.run import RunResult, atomic_write
-from lattice_samplers.theory import PARAMETRIZATIONS, Phi4Theory
+from lattice_samplers.records import atomic_write, now
+from lattice_samplers.records import dumps as json_text
+from lattice_samplers.run import RunResult
+from lattice_samplers.theory import Phi4Theory
 
 __all__ = ["RESULTS_FORMAT", "read_results", "results_to_datatree", "write_results"]
 
@@ -43,19 +44,6 @@ _JSON_ATTRS = (
     "versions",
     "config",
 )
-
-
-def _dumps(obj: Any) -> str:
-    def default(o: Any) -> Any:
-        if isinstance(o, np.integer):
-            return int(o)
-        if isinstance(o, np.floating):
-            return float(o)
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-        raise TypeError(f"not JSON serializable: {type(o).__name__}")
-
-    return json.dumps(obj, default=default)
 
 
 def results_to_datatree(result: RunResult) -> xr.DataTree:
@@ -79,22 +67,22 @@ def results_to_datatree(result: RunResult) -> xr.DataTree:
     attrs: dict[str, Any] = {
         "format": RESULTS_FORMAT,
         "sampler": result.sampler,
-        "theory": _dumps(result.theory.to_dict()),
+        "theory": json_text(result.theory.to_dict()),
         "n_steps": result.n_steps,
         "n_therm": result.n_therm,
         "thin": result.thin,
         "n_chains": result.n_chains,
         "seed": result.seed,
-        "chain_seeds": _dumps(result.chain_seeds),
+        "chain_seeds": json_text(result.chain_seeds),
         "wall_time_s": result.wall_time_s,
         "therm_time_s": result.therm_time_s,
         "compile_time_s": result.compile_time_s,
         "chain_wall_time_s": np.asarray(result.chain_wall_time_s, dtype=np.float64),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created": now(),
         "tau_int_convention": "lattice: tau_int = 1/2 + sum_t rho(t)",
     }
     for key in _JSON_ATTRS:
-        attrs[key] = _dumps(getattr(result, key))
+        attrs[key] = json_text(getattr(result, key))
     return xr.DataTree.from_dict(
         {
             "/": xr.Dataset(attrs=attrs),
@@ -117,11 +105,6 @@ def write_results(result: RunResult, path: str | Path) -> Path:
         tree.to_netcdf(tmp, engine="h5netcdf", mode="w")
 
     return atomic_write(path, write)
-
-
-def _theory_from_dict(d: dict[str, Any]) -> Phi4Theory:
-    names = PARAMETRIZATIONS[d["parametrization"]]
-    return Phi4Theory.create(d["L"], d["parametrization"], **{k: d[k] for k in names})
 
 
 def read_results(path: str | Path) -> RunResult:
@@ -149,7 +132,7 @@ def read_results(path: str | Path) -> RunResult:
     loaded = {key: json.loads(attrs[key]) for key in _JSON_ATTRS}
     return RunResult(
         sampler=str(attrs["sampler"]),
-        theory=_theory_from_dict(json.loads(attrs["theory"])),
+        theory=Phi4Theory.from_dict(json.loads(attrs["theory"])),
         observables=observables,
         stats=sample_stats,
         settings=loaded["settings"],

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from lattice_samplers.io import read_results, results_to_datatree, write_results
+from lattice_samplers.driver.results_file import read_results, results_to_datatree, write_results
 from lattice_samplers.run import RunResult, run_sampler
 from lattice_samplers.samplers import ClusterSampler, HMCSampler
 from lattice_samplers.summary import summarize_observables
