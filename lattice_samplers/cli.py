@@ -32,29 +32,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def add_common_arguments(parser: argparse.ArgumentParser, config_required: bool = True) -> None:
-    """Add CONFIG, --set and --json, shared by the subcommands (each adds its own --out)."""
-    if config_required:
-        parser.add_argument("config", metavar="CONFIG.toml", help="TOML configuration file")
-    else:
-        parser.add_argument(
-            "config",
-            metavar="CONFIG.toml",
-            nargs="?",
-            default=None,
-            help="TOML configuration file (default: the built-in default)",
-        )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config entry, e.g. --set theory.L=12 (repeatable)",
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one subparser per available command."""
     parser = argparse.ArgumentParser(
@@ -87,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args._module.run(args) or 0)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
+    except (ConfigError, ValueError, FileNotFoundError, NotADirectoryError) as exc:
         print(f"lattice-samplers {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

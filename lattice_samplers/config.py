@@ -17,8 +17,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from lattice_samplers.theory import PARAMETRIZATIONS, Phi4Theory
-
 T = TypeVar("T")
 
 
@@ -148,36 +146,6 @@ def section_to_dataclass(cls: type[T], data: Mapping[str, Any] | None, section: 
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"[{section}] {exc}") from None
-
-
-#: The built-in default theory point: the paper's L = 8 ensemble (xi ~ L/4).
-DEFAULT_THEORY: dict[str, Any] = {"L": 8, "parametrization": "ising", "beta": 0.576, "lam": 0.5}
-
-
-def theory_from_config(section: Mapping[str, Any] | None) -> Phi4Theory:
-    """Build a :class:`Phi4Theory` from a ``[theory]`` section.
-
-    Keys: ``L``, ``parametrization`` (default ``ising``) and that parametrization's couplings.
-
-    Raises
-    ------
-    ConfigError
-        For missing, unknown or invalid entries.
-    """
-    if section is None:
-        raise ConfigError("the config needs a [theory] section (L, parametrization, couplings)")
-    data = dict(section)
-    if "L" not in data:
-        raise ConfigError("[theory] needs L (the lattice extent)")
-    L = data.pop("L")
-    parametrization = data.pop("parametrization", "ising")
-    if not isinstance(parametrization, str) or parametrization not in PARAMETRIZATIONS:
-        known = ", ".join(PARAMETRIZATIONS)
-        raise ConfigError(f"[theory] unknown parametrization {parametrization!r} (known: {known})")
-    try:
-        return Phi4Theory.create(L, parametrization, **data)
-    except ValueError as exc:
-        raise ConfigError(f"[theory] {exc}") from None
 
 
 def check_sections(config: Mapping[str, Any], allowed: Iterable[str]) -> None:

@@ -119,7 +119,7 @@ def check_output_path(path: str | Path, kind: str = "output") -> Path:
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
-        raise OutputError(f"{kind} {path}: {parent} is not a folder")
+        raise OutputError(f"{kind} {path}: cannot create it, {parent} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"{kind} {path}: no permission to write in {parent}")
     return real
@@ -178,7 +178,7 @@ def write_csv(
     if fieldnames is None:
         fieldnames = list(dict.fromkeys(k for row in rows for k in row))
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fieldnames, extrasaction="ignore")
+    writer = csv.DictWriter(buf, fieldnames=fieldnames, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: _csv_cell(v) for k, v in row.items()})

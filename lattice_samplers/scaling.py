@@ -1,66 +1,25 @@
-"""The scaling study of flow training at fixed xi/L (arXiv:2112.15532): jobs and fits.
+"""Statistics of the scaling study of flow training at fixed xi/L (arXiv:2112.15532).
 
-* :func:`train_job`: a scan job that trains one flow, resumably, and reports the held-out
-  acceptance history, the steps and seconds at which each target acceptance was first
-  reached, and the final log-weight statistics;
+* :func:`first_reached`: the step and seconds at which a target acceptance is first reached
+  (the training job itself is :mod:`lattice_samplers.workflows.train`);
 * :func:`fit_growth`: weighted least-squares fits of a cost against the lattice size, as an
   exponential in the volume (log n = a + b V) and as a power law (log n = a + p log L), with
   parameter errors, chi^2 and AIC, so the two growth laws can be compared honestly;
 * :func:`lognormal_acceptance`: the acceptance erfc(sigma / 2) that independence Metropolis
-  would have if the log weights were Gaussian with variance sigma^2 (PHYSICS.md section 5).
-
-torch is imported only inside :func:`train_job` (through :mod:`lattice_samplers.flows`).
+  would have if the log weights were Gaussian with variance sigma^2.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy.special import erfc
 
-from lattice_samplers.config import (
-    ConfigError,
-    check_sections,
-    section_to_dataclass,
-    theory_from_config,
-)
-
-#: Target acceptances of the study.
+#: Target acceptances of the scaling study.
 DEFAULT_TARGETS: tuple[float, ...] = (0.3, 0.5, 0.7)
-
-
-def _build(config: dict[str, Any]):
-    """Validate a training config: (theory, FlowConfig, TrainConfig, targets)."""
-    check_sections(config, ("theory", "flow", "train", "study"))
-    theory = theory_from_config(config.get("theory"))
-    from lattice_samplers.flows import FlowConfig, TrainConfig
-
-    flow_cfg = section_to_dataclass(FlowConfig, config.get("flow"), "flow")
-    train_cfg = section_to_dataclass(TrainConfig, config.get("train"), "train")
-    study = dict(config.get("study") or {})
-    targets = study.pop("targets", DEFAULT_TARGETS)
-    if study:
-        raise ConfigError(f"unknown key(s) in [study]: {', '.join(sorted(study))}")
-    if not (
-        isinstance(targets, list | tuple)
-        and targets
-        and all(isinstance(t, int | float) and 0 < t < 1 for t in targets)
-    ):
-        raise ConfigError("[study] targets must be a non-empty list of numbers in (0, 1)")
-    try:
-        flow_cfg.resolve(theory)
-    except ValueError as exc:
-        raise ConfigError(f"[flow] {exc}") from None
-    return theory, flow_cfg, train_cfg, tuple(float(t) for t in targets)
-
-
-def validate_train_job(config: dict[str, Any]) -> None:
-    """Raise :class:`ConfigError` if ``config`` is not a valid training task."""
-    _build(config)
 
 
 def first_reached(
@@ -72,50 +31,6 @@ def first_reached(
         return None, None
     i = int(hit[0])
     return int(steps[i]), float(seconds[i])
-
-
-def train_job(config: dict[str, Any], out_path: Path) -> dict[str, Any]:
-    """Train one flow (resuming from ``out_path`` if a checkpoint is there) and summarize.
-
-    Returns the training summary plus ``eval`` (held-out history: step, train_s,
-    acceptance, ess_kish, var_log_weight), ``targets`` ({target: {step, seconds}}, None
-    where not reached), ``L``, ``volume`` and ``var_log_weight_per_site`` at the end.
-    """
-    from lattice_samplers.flows import train_flow
-
-    theory, flow_cfg, train_cfg, targets = _build(config)
-    out_path.mkdir(parents=True, exist_ok=True)
-    resume = (out_path / "checkpoint.pt").is_file()
-    _, result = train_flow(theory, flow_cfg, train_cfg, out_dir=out_path, progress=False,
-                           resume=resume)  # fmt: skip
-    h = result.history
-    have = np.isfinite(np.asarray(h["eval_acceptance"], dtype=float))
-    ev = {
-        "step": np.asarray(h["step"])[have].astype(int).tolist(),
-        "train_s": np.asarray(h["train_s"], dtype=float)[have].tolist(),
-        "acceptance": np.asarray(h["eval_acceptance"], dtype=float)[have].tolist(),
-        "ess_kish": np.asarray(h["eval_ess_kish"], dtype=float)[have].tolist(),
-        "var_log_weight": np.asarray(h["eval_var_log_weight"], dtype=float)[have].tolist(),
-    }
-    reached = {}
-    for t in targets:
-        step, sec = first_reached(
-            np.asarray(ev["step"]), np.asarray(ev["acceptance"]), np.asarray(ev["train_s"]), t
-        )
-        reached[f"{t:g}"] = {"step": step, "seconds": sec}
-    summary = result.summary()
-    var = summary.get("var_log_weight")
-    return {
-        **summary,
-        "L": theory.L,
-        "volume": theory.volume,
-        "theory": theory.to_dict(),
-        "device": train_cfg.device,
-        "eval": ev,
-        "targets": reached,
-        "var_log_weight_per_site": None if var is None else var / theory.volume,
-        "checkpoint_dir": out_path.name,
-    }
 
 
 def lognormal_acceptance(var_log_weight: np.ndarray | float) -> np.ndarray | float:

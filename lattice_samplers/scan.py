@@ -247,159 +247,28 @@ register_job(
 )
 
 
-# ---------------------------------------------------------------------------- sample job
-def _validate_sample(config: dict[str, Any]) -> None:
-    from lattice_samplers.commands.sample import build
+# ---------------------------------------------------------------------------- workflows' jobs
+def _call_workflow(module: str, attr: str, *args: Any) -> Any:
+    import importlib
 
-    build(config)
+    return getattr(importlib.import_module(f"lattice_samplers.workflows.{module}"), attr)(*args)
 
 
-def sample_job(config: dict[str, Any], out_path: Path) -> dict[str, Any]:
-    """Run one classical sampler from ``config`` (as ``lattice-samplers sample`` does).
-
-    Writes the full run to ``out_path/results.nc`` and returns its JSON summary
-    (:func:`lattice_samplers.summary.result_summary`) plus ``results_file``.  While it runs,
-    ``out_path/run.ckpt`` is checkpointed every ``run.checkpoint_every`` steps; a task that
-    was killed resumes from it when the scan is run again.
-    """
-    from lattice_samplers.commands.sample import build
-    from lattice_samplers.driver.results_file import write_results
-    from lattice_samplers.run import run_with_settings
-    from lattice_samplers.summary import result_summary
-
-    sampler, run = build(config)
-    out_path.mkdir(parents=True, exist_ok=True)
-    checkpoint = out_path / "run.ckpt"
-    result = run_with_settings(
-        sampler,
-        run,
-        checkpoint_path=checkpoint,
-        resume=checkpoint.is_file(),
-        progress=False,
-        config=config,
+def _workflow_job(module: str, name: str, seed_keys: tuple[str, ...], description: str) -> None:
+    register_job(
+        name,
+        functools.partial(_call_workflow, module, f"{module}_task"),
+        validate=functools.partial(_call_workflow, module, f"validate_{module}"),
+        seed_keys=seed_keys,
+        summarize=functools.partial(_call_workflow, module, f"summarize_{module}"),
+        description=description,
     )
-    results_file = write_results(result, out_path / "results.nc")
-    checkpoint.unlink(missing_ok=True)
-    summary = result_summary(result)
-    summary["results_file"] = str(Path(results_file).relative_to(out_path.parent.parent))
-    return summary
 
 
-def _summarize_sample(result: dict[str, Any]) -> dict[str, Any]:
-    obs = result.get("observables", {})
-    absm = obs.get("abs_magnetization", {})
-    chi = obs.get("two_point_susceptibility", {})
-    return {
-        "acceptance": result.get("acceptance"),
-        "|m|": absm.get("mean"),
-        "|m|_err": absm.get("err"),
-        "tau_int(|m|)": absm.get("tau_int"),
-        "tau_int(M^2/V)": chi.get("tau_int"),
-        "wall_time_s": result.get("wall_time_s"),
-    }
-
-
-register_job(
-    "sample",
-    sample_job,
-    validate=_validate_sample,
-    seed_keys=("run.seed",),
-    summarize=_summarize_sample,
-    description="one classical sampler run (Metropolis, HMC, cluster) with Gamma-method errors",
-)
-
-
-# ---------------------------------------------------------------------------- compare job
-def _validate_compare(config: dict[str, Any]) -> None:
-    from lattice_samplers.compare import plan_comparison
-
-    plan_comparison(config)
-
-
-def compare_job(config: dict[str, Any], out_path: Path) -> dict[str, Any]:
-    """Run ``lattice-samplers compare`` on ``config``; outputs go to ``out_path``."""
-    from lattice_samplers.compare import plan_comparison, run_comparison
-
-    comparison = run_comparison(plan_comparison(config), out_path, progress=False)
-    return comparison.to_dict()
-
-
-def _summarize_compare(result: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {}
-    for name, s in result.get("samplers", {}).items():
-        row[f"{name}:acc"] = s.get("acceptance")
-        row[f"{name}:tau(|m|)"] = (
-            s.get("observables", {}).get("abs_magnetization", {}).get("tau_int")
-        )
-    return row
-
-
-register_job(
-    "compare",
-    compare_job,
-    validate=_validate_compare,
-    seed_keys=("run.seed", "train.seed"),
-    summarize=_summarize_compare,
-    description="every sampler on one theory point, flow training counted",
-)
-
-
-# ---------------------------------------------------------------------------- train job
-def _validate_train(config: dict[str, Any]) -> None:
-    from lattice_samplers.scaling import validate_train_job
-
-    validate_train_job(config)
-
-
-def train_job(config: dict[str, Any], out_path: Path) -> dict[str, Any]:
-    """Train one flow (:func:`lattice_samplers.scaling.train_job`); resumes if interrupted."""
-    from lattice_samplers.scaling import train_job as job
-
-    return job(config, out_path)
-
-
-def _summarize_train(result: dict[str, Any]) -> dict[str, Any]:
-    row = {"L": result.get("L"), "final_acc": result.get("final_acceptance")}
-    for t, v in (result.get("targets") or {}).items():
-        row[f"steps@{t}"] = v.get("step")
-    row["train_s"] = result.get("train_seconds")
-    return row
-
-
-register_job(
-    "train",
-    train_job,
-    validate=_validate_train,
-    seed_keys=("train.seed",),
-    summarize=_summarize_train,
-    description="train one flow; held-out acceptance history and steps to target acceptances",
-)
-
-
-# ---------------------------------------------------------------------------- tune job
-def _validate_tune(config: dict[str, Any]) -> None:
-    from lattice_samplers.tune import validate_tune_config
-
-    validate_tune_config(config)
-
-
-def tune_job(config: dict[str, Any], out_path: Path) -> dict[str, Any]:
-    """Tune beta to xi/L for one ``[tune]`` section (:func:`lattice_samplers.tune.tune_job`)."""
-    from lattice_samplers import tune
-
-    return tune.tune_job(config, out_path)
-
-
-register_job(
-    "tune",
-    tune_job,
-    validate=_validate_tune,
-    seed_keys=("tune.seed",),
-    summarize=lambda r: {
-        k: r[k] for k in ("beta", "beta_err", "xi_over_L", "xi_over_L_err", "converged")
-    },
-    description="tune the ising beta to a target xi/L (one row of the tuning table)",
-)
+_workflow_job("sample", "sample", ("run.seed",), "one classical sampler run")
+_workflow_job("compare", "compare", ("run.seed", "train.seed"), "every sampler on one point")
+_workflow_job("train", "train", ("train.seed",), "train one flow")
+_workflow_job("tune", "tune", ("tune.seed",), "tune the ising beta to a target xi/L")
 
 
 # ============================================================================ planning
@@ -676,7 +545,7 @@ def _resolve_named_values(config: dict[str, Any]) -> dict[str, Any]:
     """Replace named values (``theory.beta = "tuned"``) by numbers; see lattice_samplers.tune."""
     theory = config.get("theory")
     if isinstance(theory, dict) and isinstance(theory.get("beta"), str):
-        from lattice_samplers.tune import resolve_tuned
+        from lattice_samplers.tuned import resolve_tuned
 
         return resolve_tuned(config)
     return config
@@ -688,7 +557,7 @@ def _checksum(record: Mapping[str, Any]) -> str:
     return hashlib.sha256(_canonical(body).encode()).hexdigest()
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
+def write_json_atomic(path: Path, obj: Any) -> None:  # noqa: D103 (interim, see records)
     """Write ``obj`` as JSON to ``path`` atomically (temp file in the same folder, fsync, rename).
 
     A reader sees either the old file or the complete new one, never a partial write.

@@ -1,6 +1,6 @@
 """Summaries of a run: Gamma-method statistics per observable and sampler diagnostics.
 
-:func:`summarize_observables` is the one place where a :class:`~lattice_samplers.run.RunResult`
+:func:`summarize_observables` is the one place where a :class:`~lattice_samplers.driver.RunResult`
 (or anything with ``observables`` as (chain, draw) arrays) is turned into
 ``{name: {mean, err, tau_int, tau_int_err, ess}}`` with Wolff's Gamma method across chains
 (:func:`lattice_samplers.autocorr.gamma_method`, lattice convention tau_int = 1/2 + sum rho,
@@ -10,31 +10,26 @@ the flow independence Metropolis included, is summarized by the same code.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lattice_samplers.autocorr import CONVENTION, AutocorrWarning, gamma_method
 from lattice_samplers.observables import SCALAR_OBSERVABLES
+from lattice_samplers.records import json_safe
 
 __all__ = [
     "Check",
     "check_agreement",
     "check_mean",
     "diagnostics",
-    "json_ready",
     "result_summary",
     "summarize_observables",
     "summarize_series",
-    "write_csv",
-    "write_json",
 ]
 
 #: Observables every summary reports, in order (others present in the result follow).
@@ -142,7 +137,7 @@ def result_summary(result: Any) -> dict[str, Any]:
     ``work``, ``observables`` ({name: {mean, err, tau_int, tau_int_err, ess}}), plus
     ``theory``, ``n_chains``, ``n_therm``, ``thin``, ``seed``, ``therm_time_s``,
     ``compile_time_s``, ``work_therm``, ``diagnostics`` and ``tau_int_convention``.
-    Non-finite numbers become ``None`` (see :func:`json_ready`).
+    Non-finite numbers become ``None`` (see :func:`lattice_samplers.records.json_safe`).
     """
     summary = {
         "sampler": result.sampler,
@@ -164,54 +159,7 @@ def result_summary(result: Any) -> dict[str, Any]:
         "diagnostics": diagnostics(result),
         "tau_int_convention": CONVENTION + " (in recorded draws)",
     }
-    return json_ready(summary)
-
-
-def json_ready(obj: Any) -> Any:
-    """Recursively convert numpy scalars/arrays to Python and non-finite floats to None.
-
-    Strict JSON has no NaN or Infinity; ``None`` (``null``) marks a missing estimate.
-    """
-    if isinstance(obj, Mapping):
-        return {str(k): json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [json_ready(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return json_ready(obj.tolist())
-    if isinstance(obj, bool | np.bool_):
-        return bool(obj)
-    if isinstance(obj, int | np.integer):
-        return int(obj)
-    if isinstance(obj, float | np.floating):
-        x = float(obj)
-        return x if math.isfinite(x) else None
-    return obj
-
-
-def write_json(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` as strict JSON (non-finite numbers as null) atomically."""
-    from lattice_samplers.run import atomic_write
-
-    text = json.dumps(json_ready(obj), indent=1, default=str)
-    return atomic_write(path, lambda p: p.write_text(text))
-
-
-def write_csv(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
-    """Write dict rows as CSV atomically; the header is the union of their keys, in order."""
-    from lattice_samplers.run import atomic_write
-
-    rows = [json_ready(dict(r)) for r in rows]
-    fields: list[str] = []
-    for r in rows:
-        fields += [k for k in r if k not in fields]
-
-    def write(p: Path) -> None:
-        with p.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-
-    return atomic_write(path, write)
+    return json_safe(summary)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ import math
 import pytest
 
 from lattice_samplers.cli import main
-from lattice_samplers.compare import SamplerRun, _consistency, plan_comparison
 from lattice_samplers.config import ConfigError
+from lattice_samplers.specs import compare_spec as plan_comparison
+from lattice_samplers.workflows.compare import SamplerRun, _consistency
 
 TINY = [
     "--set", "theory.L=4",

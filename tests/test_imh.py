@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import run_chains
 
 from lattice_samplers.autocorr import gamma_method
 from lattice_samplers.exact import FreeFieldSampler, free_phi2, free_susceptibility
-from lattice_samplers.run import run_sampler
 from lattice_samplers.samplers.imh import (
     IMHSettings,
     IndependenceMetropolisSampler,
@@ -35,7 +35,7 @@ def _run(proposal, broken: str = "", n_steps: int = 20_000, seed: int = 3, theor
     sampler = IndependenceMetropolisSampler(
         theory, IMHSettings(batch_size=2048), proposal=proposal, _broken=broken
     )
-    return run_sampler(sampler, n_steps, n_therm=100, n_chains=2, seed=seed, progress=False)
+    return run_chains(sampler, n_steps, n_therm=100, n_chains=2, seed=seed, progress=False)
 
 
 def test_exact_proposal_accepts_everything_and_is_uncorrelated() -> None:

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from helpers import run_chains
 
+from lattice_samplers.driver import RunResult
 from lattice_samplers.driver.results_file import read_results, results_to_datatree, write_results
-from lattice_samplers.run import RunResult, run_sampler
 from lattice_samplers.samplers import ClusterSampler, HMCSampler
 from lattice_samplers.summary import summarize_observables
 from lattice_samplers.theory import Phi4Theory
@@ -20,7 +21,7 @@ THEORY = Phi4Theory.create(4, "albergo", m2=-1.0, lam=1.5)
 
 @pytest.fixture(scope="module")
 def result() -> RunResult:
-    return run_sampler(
+    return run_chains(
         HMCSampler(THEORY),
         200,
         n_therm=100,
@@ -69,7 +70,7 @@ def test_layout_is_readable_by_xarray_and_arviz(result: RunResult, tmp_path: Pat
 
 
 def test_cluster_results_round_trip(tmp_path: Path) -> None:
-    result = run_sampler(ClusterSampler(THEORY), 30, thin=3, n_chains=2, seed=0)
+    result = run_chains(ClusterSampler(THEORY), 30, thin=3, n_chains=2, seed=0)
     back = read_results(write_results(result, tmp_path / "c.nc"))
     np.testing.assert_array_equal(back.stats["cluster_size"], result.stats["cluster_size"])
     assert back.thin == 3 and back.observables["phi2"].shape == (2, 10)

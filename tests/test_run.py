@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_chains
 
-from lattice_samplers.run import (
+from lattice_samplers.driver import (
     RunInterrupted,
     RunResult,
     RunSettings,
     load_checkpoint,
-    run_sampler,
 )
 from lattice_samplers.samplers import SAMPLERS, HMCSampler, MetropolisSampler, make_sampler
 from lattice_samplers.summary import result_summary, summarize_observables
@@ -37,7 +37,7 @@ def assert_same_run(a: RunResult, b: RunResult) -> None:
 
 
 def test_result_shapes_and_records() -> None:
-    result = run_sampler(HMCSampler(THEORY), 60, n_therm=40, thin=3, n_chains=3, seed=1)
+    result = run_chains(HMCSampler(THEORY), 60, n_therm=40, thin=3, n_chains=3, seed=1)
     assert result.n_draws == 20
     for series in [*result.observables.values(), *result.stats.values()]:
         assert series.shape == (3, 20)
@@ -55,9 +55,9 @@ def test_result_shapes_and_records() -> None:
 
 
 def test_chains_are_independent_and_reproducible() -> None:
-    a = run_sampler(MetropolisSampler(THEORY), 50, n_therm=20, n_chains=2, seed=7)
-    b = run_sampler(MetropolisSampler(THEORY), 50, n_therm=20, n_chains=2, seed=7)
-    c = run_sampler(MetropolisSampler(THEORY), 50, n_therm=20, n_chains=2, seed=8)
+    a = run_chains(MetropolisSampler(THEORY), 50, n_therm=20, n_chains=2, seed=7)
+    b = run_chains(MetropolisSampler(THEORY), 50, n_therm=20, n_chains=2, seed=7)
+    c = run_chains(MetropolisSampler(THEORY), 50, n_therm=20, n_chains=2, seed=8)
     assert_same_run(a, b)
     assert not np.array_equal(a.observables["phi2"][0], a.observables["phi2"][1])
     assert not np.array_equal(a.observables["phi2"], c.observables["phi2"])
@@ -65,7 +65,7 @@ def test_chains_are_independent_and_reproducible() -> None:
 
 def test_block_size_does_not_change_the_chain() -> None:
     runs = [
-        run_sampler(HMCSampler(THEORY), 90, n_therm=40, thin=3, n_chains=2, seed=3, block_size=b)
+        run_chains(HMCSampler(THEORY), 90, n_therm=40, thin=3, n_chains=2, seed=3, block_size=b)
         for b in (3, 30, 0)
     ]
     assert_same_run(runs[0], runs[1])
@@ -76,7 +76,7 @@ def test_block_size_does_not_change_the_chain() -> None:
 def test_tuning_reaches_the_target_acceptance_then_freezes(kind: str) -> None:
     sampler = make_sampler(kind, THEORY)
     initial = sampler.settings_dict()
-    result = run_sampler(sampler, 2000, n_therm=1000, n_chains=2, seed=4)
+    result = run_chains(sampler, 2000, n_therm=1000, n_chains=2, seed=4)
     target = initial["target_acceptance"]
     assert result.acceptance == pytest.approx(target, abs=0.05)
     assert result.initial_settings == initial
@@ -86,7 +86,7 @@ def test_tuning_reaches_the_target_acceptance_then_freezes(kind: str) -> None:
 
 def test_no_tuning_keeps_settings() -> None:
     sampler = HMCSampler(THEORY, step_size=0.05, tune=False)
-    result = run_sampler(sampler, 50, n_therm=100, seed=0)
+    result = run_chains(sampler, 50, n_therm=100, seed=0)
     assert result.settings["step_size"] == 0.05
 
 
@@ -103,7 +103,7 @@ def test_no_tuning_keeps_settings() -> None:
 )
 def test_bad_lengths_are_refused(kwargs: dict) -> None:
     with pytest.raises(ValueError):
-        run_sampler(MetropolisSampler(THEORY), **kwargs)
+        run_chains(MetropolisSampler(THEORY), **kwargs)
     with pytest.raises(ValueError):
         RunSettings(**kwargs)
 
@@ -111,10 +111,10 @@ def test_bad_lengths_are_refused(kwargs: dict) -> None:
 def test_phi0_per_chain_and_shape_check() -> None:
     phi0 = np.stack([np.full(THEORY.shape, 0.5), np.full(THEORY.shape, -0.5)])
     sampler = MetropolisSampler(THEORY, tune=False)
-    result = run_sampler(sampler, 1, n_chains=2, seed=0, phi0=phi0)
+    result = run_chains(sampler, 1, n_chains=2, seed=0, phi0=phi0)
     assert result.observables["magnetization"][0, 0] > 0 > result.observables["magnetization"][1, 0]
     with pytest.raises(ValueError, match="phi0"):
-        run_sampler(sampler, 1, n_chains=2, phi0=np.zeros((3, 6, 6)))
+        run_chains(sampler, 1, n_chains=2, phi0=np.zeros((3, 6, 6)))
 
 
 # ----------------------------------------------------------------------- checkpoint / resume
@@ -124,14 +124,14 @@ RUN_ARGS = {"n_therm": 60, "thin": 2, "n_chains": 2, "seed": 11, "block_size": 1
 @pytest.mark.parametrize("kind", sorted(SAMPLERS))
 def test_resume_continues_bit_identically(kind: str, tmp_path: Path) -> None:
     """2N steps straight == N steps, checkpoint, resume to 2N."""
-    straight = run_sampler(make_sampler(kind, THEORY), 80, **RUN_ARGS)
+    straight = run_chains(make_sampler(kind, THEORY), 80, **RUN_ARGS)
     ckpt = tmp_path / "run.ckpt"
-    first = run_sampler(make_sampler(kind, THEORY), 40, checkpoint_path=ckpt, **RUN_ARGS)
+    first = run_chains(make_sampler(kind, THEORY), 40, checkpoint_path=ckpt, **RUN_ARGS)
     assert ckpt.is_file()
     meta, arrays = load_checkpoint(ckpt)
     assert meta["prod_done"] == 40
     assert arrays["observables"].shape == (2, 20, 6)
-    resumed = run_sampler(
+    resumed = run_chains(
         make_sampler(kind, THEORY), 80, checkpoint_path=ckpt, resume=True, **RUN_ARGS
     )
     assert_same_run(straight, resumed)
@@ -153,10 +153,10 @@ def _interrupt_after(n_blocks: int):
 
 @pytest.mark.parametrize("n_blocks", [3, 50])  # during tuning, during production
 def test_ctrl_c_saves_and_resume_is_bit_identical(n_blocks: int, tmp_path: Path) -> None:
-    straight = run_sampler(HMCSampler(THEORY), 80, **RUN_ARGS)
+    straight = run_chains(HMCSampler(THEORY), 80, **RUN_ARGS)
     ckpt = tmp_path / "run.ckpt"
     with pytest.raises(RunInterrupted) as info:
-        run_sampler(
+        run_chains(
             HMCSampler(THEORY),
             80,
             checkpoint_path=ckpt,
@@ -168,7 +168,7 @@ def test_ctrl_c_saves_and_resume_is_bit_identical(n_blocks: int, tmp_path: Path)
     assert (info.value.steps_done > 60) == (n_blocks == 50)
     assert ckpt.is_file()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
-    resumed = run_sampler(HMCSampler(THEORY), 80, checkpoint_path=ckpt, resume=True, **RUN_ARGS)
+    resumed = run_chains(HMCSampler(THEORY), 80, checkpoint_path=ckpt, resume=True, **RUN_ARGS)
     assert_same_run(straight, resumed)
 
 
@@ -180,7 +180,7 @@ def test_periodic_checkpoints(tmp_path: Path) -> None:
         if ckpt.is_file():
             seen.append(load_checkpoint(ckpt)[0]["prod_done"])
 
-    run_sampler(
+    run_chains(
         MetropolisSampler(THEORY),
         100,
         checkpoint_path=ckpt,
@@ -195,24 +195,24 @@ def test_periodic_checkpoints(tmp_path: Path) -> None:
 
 def test_resume_refuses_another_run(tmp_path: Path) -> None:
     ckpt = tmp_path / "run.ckpt"
-    run_sampler(MetropolisSampler(THEORY), 20, checkpoint_path=ckpt, **RUN_ARGS)
+    run_chains(MetropolisSampler(THEORY), 20, checkpoint_path=ckpt, **RUN_ARGS)
     with pytest.raises(ValueError, match="another run"):
-        run_sampler(HMCSampler(THEORY), 40, checkpoint_path=ckpt, resume=True, **RUN_ARGS)
+        run_chains(HMCSampler(THEORY), 40, checkpoint_path=ckpt, resume=True, **RUN_ARGS)
     with pytest.raises(ValueError, match="seed"):
         args = {**RUN_ARGS, "seed": 12}
-        run_sampler(MetropolisSampler(THEORY), 40, checkpoint_path=ckpt, resume=True, **args)
+        run_chains(MetropolisSampler(THEORY), 40, checkpoint_path=ckpt, resume=True, **args)
     with pytest.raises(ValueError, match="initial_settings"):
-        run_sampler(
+        run_chains(
             MetropolisSampler(THEORY, width=0.3), 40, checkpoint_path=ckpt, resume=True, **RUN_ARGS
         )
     with pytest.raises(FileNotFoundError):
-        run_sampler(MetropolisSampler(THEORY), 40, checkpoint_path=tmp_path / "none", resume=True)
+        run_chains(MetropolisSampler(THEORY), 40, checkpoint_path=tmp_path / "none", resume=True)
     with pytest.raises(ValueError, match="more than"):
-        run_sampler(MetropolisSampler(THEORY), 10, checkpoint_path=ckpt, resume=True, **RUN_ARGS)
+        run_chains(MetropolisSampler(THEORY), 10, checkpoint_path=ckpt, resume=True, **RUN_ARGS)
 
 
 def test_summaries_use_the_gamma_method_across_chains() -> None:
-    result = run_sampler(MetropolisSampler(THEORY), 2000, n_therm=200, n_chains=2, seed=5)
+    result = run_chains(MetropolisSampler(THEORY), 2000, n_therm=200, n_chains=2, seed=5)
     summary = summarize_observables(result)
     assert list(summary)[:5] == [
         "magnetization",

@@ -10,9 +10,9 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import run_chains
 
 from lattice_samplers import exact, observables
-from lattice_samplers.run import run_sampler
 from lattice_samplers.samplers import SAMPLERS, Sampler
 from lattice_samplers.summary import Check, check_mean
 from lattice_samplers.theory import Phi4Theory
@@ -40,7 +40,7 @@ def free_field_check(
     L = theory.L
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")  # broken controls overflow; that is their point
-        result = run_sampler(sampler, n_steps, n_therm=500, n_chains=4, seed=seed)
+        result = run_chains(sampler, n_steps, n_therm=500, n_chains=4, seed=seed)
         checks = {
             "phi2": check_mean(result.observables["phi2"], exact.free_phi2(theory), K_SIGMA),
             "chi": check_mean(

@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 import pytest
+from helpers import run_chains
 
-from lattice_samplers.run import run_sampler
 from lattice_samplers.samplers import HMCSampler
 from lattice_samplers.summary import check_mean, summarize_series
 from lattice_samplers.theory import Phi4Theory
@@ -38,7 +38,7 @@ def test_free_field_hmc_without_accept_reject_is_exact_ar1() -> None:
     """tau_int of the magnetization equals the exact AR(1) value within its Gamma error."""
     theory = Phi4Theory.create(8, "albergo", m2=1.0, lam=0.0)
     sampler = HMCSampler(theory, step_size=0.1, n_leapfrog=4, metropolis=False, tune=False)
-    result = run_sampler(sampler, 60_000, n_therm=200, n_chains=4, seed=2024)
+    result = run_chains(sampler, 60_000, n_therm=200, n_chains=4, seed=2024)
     assert np.all(result.stats["accepted"] == 1.0)
     s = summarize_series(result.observables["magnetization"])
     tau = exact_ar1_tau(1.0, 0.1, 4)
@@ -47,7 +47,7 @@ def test_free_field_hmc_without_accept_reject_is_exact_ar1() -> None:
 
 
 def _equilibrium_field(seed: int = 0) -> np.ndarray:
-    result = run_sampler(HMCSampler(L8), 50, n_therm=200, n_chains=1, seed=seed)
+    result = run_chains(HMCSampler(L8), 50, n_therm=200, n_chains=1, seed=seed)
     return result.final_phi[0]
 
 
@@ -86,7 +86,7 @@ def energy_error_slope(integrator: str, broken: str = "") -> float:
             tune=False,
             _broken=broken,
         )
-        result = run_sampler(sampler, 400, n_therm=50, n_chains=2, seed=3, phi0=phi0)
+        result = run_chains(sampler, 400, n_therm=50, n_chains=2, seed=3, phi0=phi0)
         mean_abs.append(np.mean(np.abs(result.stats["delta_h"])))
     return float(np.polyfit(np.log(sizes), np.log(mean_abs), 1)[0])
 
@@ -112,7 +112,7 @@ def test_omelyan_has_smaller_energy_error_than_leapfrog() -> None:
     errors = {}
     for integrator in ("leapfrog", "omelyan"):
         sampler = HMCSampler(L8, step_size=0.2, n_leapfrog=5, integrator=integrator, tune=False)
-        result = run_sampler(sampler, 400, n_chains=2, seed=4, phi0=phi0)
+        result = run_chains(sampler, 400, n_chains=2, seed=4, phi0=phi0)
         errors[integrator] = np.mean(np.abs(result.stats["delta_h"]))
     assert errors["omelyan"] < 0.3 * errors["leapfrog"], errors
 
@@ -121,7 +121,7 @@ def test_omelyan_has_smaller_energy_error_than_leapfrog() -> None:
 def test_creutz_equality(integrator: str) -> None:
     """<exp(-delta_H)> = 1 within its error, at the tuned step size (acceptance ~ 0.8)."""
     sampler = HMCSampler(L8, integrator=integrator)
-    result = run_sampler(sampler, 10_000, n_therm=1000, n_chains=4, seed=6)
+    result = run_chains(sampler, 10_000, n_therm=1000, n_chains=4, seed=6)
     assert result.acceptance == pytest.approx(0.8, abs=0.05)
     check = check_mean(result.stats["exp_minus_delta_h"], 1.0, k=4.0)
     assert check, check
@@ -134,7 +134,7 @@ def test_nonfinite_delta_h_is_rejected_and_counted() -> None:
     sampler = HMCSampler(theory, step_size=3.0, n_leapfrog=40, tune=False)
     phi0 = np.full(theory.shape, 0.8)
     with np.errstate(all="ignore"):
-        result = run_sampler(sampler, 20, n_chains=1, seed=0, phi0=phi0)
+        result = run_chains(sampler, 20, n_chains=1, seed=0, phi0=phi0)
     dh = result.stats["delta_h"][0]
     assert np.any(~np.isfinite(dh))
     assert np.all(result.stats["accepted"][0][~np.isfinite(dh)] == 0.0)

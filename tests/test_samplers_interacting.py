@@ -11,9 +11,10 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import run_chains
 
 from lattice_samplers import exact
-from lattice_samplers.run import RunResult, run_sampler
+from lattice_samplers.driver import RunResult
 from lattice_samplers.samplers import SAMPLERS
 from lattice_samplers.summary import Check, check_agreement, check_mean
 from lattice_samplers.theory import Phi4Theory
@@ -32,7 +33,7 @@ def tiny_exact() -> dict[str, float]:
 def _run(kind: str, theory: Phi4Theory, n_steps: int, seed: int, broken: str = "") -> RunResult:
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")  # broken controls may overflow
-        return run_sampler(
+        return run_chains(
             SAMPLERS[kind](theory, _broken=broken), n_steps, n_therm=1000, n_chains=4, seed=seed
         )
 

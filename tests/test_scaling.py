@@ -12,8 +12,8 @@ from lattice_samplers.scaling import (
     first_reached,
     fit_growth,
     lognormal_acceptance,
-    validate_train_job,
 )
+from lattice_samplers.workflows.train import validate_train as validate_train_job
 
 
 def test_fit_recovers_an_exponential_in_the_volume() -> None:

@@ -285,14 +285,11 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, override
     ids=lambda p: p.name,
 )
 def test_example_configs_are_valid(path) -> None:
-    from lattice_samplers.config import check_sections, load_config, theory_from_config
+    from lattice_samplers.config import load_config
+    from lattice_samplers.specs import train_spec
 
-    config = load_config(path)
-    check_sections(config, ("theory", "flow", "train"))
-    theory = theory_from_config(config["theory"])
-    flow_cfg = section_to_dataclass(FlowConfig, config.get("flow"), "flow")
-    section_to_dataclass(TrainConfig, config.get("train"), "train")
-    assert flow_cfg.resolve(theory)["L"] == theory.L
+    spec = train_spec(load_config(path))
+    assert spec.flow.resolve(spec.theory)["L"] == spec.theory.L
 
 
 def test_default_threads_follow_omp_num_threads(monkeypatch) -> None:

@@ -13,16 +13,12 @@ import pytest
 from lattice_samplers.cli import main
 from lattice_samplers.config import ConfigError
 from lattice_samplers.scan import plan_scan
-from lattice_samplers.tune import (
-    PHYSICS_MD_BETA,
-    TABLE_COLUMNS,
-    TABLE_ENV,
-    interpolate_physics_md,
-    load_table,
-    resolve_tuned,
+from lattice_samplers.tuned import TABLE_COLUMNS, TABLE_ENV, load_table, resolve_tuned, tuned_beta
+from lattice_samplers.workflows.tune import (
+    PAPER_BETA,
+    interpolate_paper_beta,
     result_from_dict,
     tune_beta,
-    tuned_beta,
     write_table,
 )
 
@@ -76,8 +72,8 @@ def test_tune_brackets_known_beta_on_small_lattice() -> None:
     lo, hi = max(below), min(above)
     # the solution lies between the bracketing betas, and so does the known value
     assert lo - 3 * res.beta_err < res.beta < hi + 3 * res.beta_err
-    assert lo < PHYSICS_MD_BETA[6] + 0.01 and PHYSICS_MD_BETA[6] - 0.01 < hi
-    assert abs(res.beta - PHYSICS_MD_BETA[6]) < 4 * res.beta_err + 0.01
+    assert lo < PAPER_BETA[6] + 0.01 and PAPER_BETA[6] - 0.01 < hi
+    assert abs(res.beta - PAPER_BETA[6]) < 4 * res.beta_err + 0.01
     assert xs[0] < 0.25 < xs[-1]
     d = res.to_dict()
     assert json.dumps(result_from_dict(json.loads(json.dumps(d))).to_dict()) == json.dumps(d)
@@ -135,10 +131,10 @@ def test_cli_bad_input(argv: list[str], message: str, capsys: pytest.CaptureFixt
     assert message in err and len(err.splitlines()) == 1
 
 
-def test_physics_md_interpolation() -> None:
-    assert interpolate_physics_md(8) == 0.576
-    assert interpolate_physics_md(7) == pytest.approx((0.537 + 0.576) / 2)
-    assert interpolate_physics_md(40) == 0.645  # clamped
+def test_paper_beta_interpolation() -> None:
+    assert interpolate_paper_beta(8) == 0.576
+    assert interpolate_paper_beta(7) == pytest.approx((0.537 + 0.576) / 2)
+    assert interpolate_paper_beta(40) == 0.645  # clamped
 
 
 # ---------------------------------------------------------------------------- the table

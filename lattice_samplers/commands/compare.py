@@ -7,20 +7,24 @@ without and with the flow's training, the flow's break-even chain length against
 classical sampler, and a consistency flag), and writes into ``--out DIR``: one netCDF results
 file per sampler, the flow's training output (``flow/``), ``summary.json``, ``summary.csv`` and
 figures (``autocorrelation.png``, ``histories.png``, ``cost_per_ess.png``).  See
-:mod:`lattice_samplers.compare` for the config sections.
+:mod:`lattice_samplers.specs` for the config sections.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
 from typing import Any
 
-from lattice_samplers.cli import add_common_arguments
+from lattice_samplers.commands.common import add_common_arguments, show_progress
 from lattice_samplers.config import ConfigError, apply_overrides, load_config
+from lattice_samplers.records import OutputError, check_output_path, dumps
+from lattice_samplers.specs import compare_spec
+from lattice_samplers.workflows.compare import TABLE_OBSERVABLES, run_comparison
+
+__all__ = ["add_arguments", "format_table", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,10 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="use this trained flow (checkpoint file or training folder) instead of training",
     )
-    parser.add_argument(
-        "--no-progress", dest="progress", action="store_false", default=None,
-        help="hide progress bars",
-    )  # fmt: skip
 
 
 def _f(x: Any, spec: str) -> str:
@@ -52,8 +52,7 @@ def _f(x: Any, spec: str) -> str:
 
 def format_table(summary: dict[str, Any]) -> str:
     """The printed report of a comparison summary (``Comparison.to_dict()``)."""
-    from lattice_samplers.compare import TABLE_OBSERVABLES
-    from lattice_samplers.plots import LABELS
+    from lattice_samplers.plots import LABELS  # matplotlib: loaded only when printing
 
     th = summary["theory"]
     couplings = ", ".join(
@@ -122,27 +121,31 @@ def format_table(summary: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``compare`` command; returns the exit status."""
-    from lattice_samplers.compare import plan_comparison, run_comparison
-
     config = apply_overrides(load_config(args.config), args.overrides)
-    plan = plan_comparison(config, flow_checkpoint=args.flow)
+    spec = compare_spec(config, flow_checkpoint=args.flow)
     out = (
         Path(args.out)
         if args.out
-        else Path("runs") / f"compare-L{plan.theory.L}-{time.strftime('%Y%m%d-%H%M%S')}"
+        else Path("runs") / f"compare-L{spec.theory.L}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory")
     if out.is_dir() and (out / "summary.json").exists():
         raise ConfigError(f"--out {out} already holds a comparison; choose another folder")
-    progress = args.progress if args.progress is not None else None
-    comparison = run_comparison(plan, out, progress=progress)
+    try:
+        check_output_path(out / "summary.json", "--out")
+    except OutputError as exc:
+        raise ConfigError(str(exc)) from None
+    comparison = run_comparison(spec, out, progress=show_progress(args))
     summary = comparison.to_dict()
     if args.json:
-        print(json.dumps(summary, allow_nan=False))
+        print(dumps(summary))
     else:
         print(format_table(summary))
-        print(f"\nwrote {out}/: summary.json, summary.csv, *.nc, figures "
-              f"(autocorrelation.png, histories.png, cost_per_ess.png); "
-              f"{comparison.elapsed_s:.0f} s in all")  # fmt: skip
+        flow_dir = "flow/ (the trained flow, for --flow), " if (out / "flow").is_dir() else ""
+        print(
+            f"\nwrote {out}/: summary.json, summary.csv, *.nc, {flow_dir}figures "
+            f"(autocorrelation.png, histories.png, cost_per_ess.png); "
+            f"{comparison.elapsed_s:.0f} s in all"
+        )
     return 0

@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from lattice_samplers.cli import add_common_arguments
+from lattice_samplers.commands.common import add_common_arguments, show_progress
 from lattice_samplers.config import ConfigError, apply_overrides, load_config
 
 
@@ -48,7 +48,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--list", action="store_true", help="validate and list the tasks, run nothing"
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         backend=backend,
         workers=args.workers,
         scheduler=args.scheduler,
-        progress=not args.no_progress and not args.json,
+        progress=show_progress(args) and not args.json,
         scheduler_timeout=timeout,
     )
     if args.json:

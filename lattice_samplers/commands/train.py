@@ -26,22 +26,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lattice_samplers import cli
+from lattice_samplers.commands.common import add_common_arguments, show_progress
 from lattice_samplers.config import (
     ConfigError,
     apply_overrides,
     check_sections,
     load_config,
     section_to_dataclass,
-    theory_from_config,
 )
+from lattice_samplers.specs import theory_from_config
 
 FIGURE_NAME = "training.png"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``train`` options to its subparser."""
-    cli.add_common_arguments(parser)
+    add_common_arguments(parser)
     parser.add_argument(
         "--out",
         metavar="DIR",
@@ -51,7 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue the checkpoint in the output folder"
     )
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def plot_history(history: dict[str, Any], path: str | Path, target: float | None = None) -> None:
@@ -84,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     """Train as configured; print a summary (or one JSON object with --json)."""
     config = apply_overrides(load_config(args.config), args.overrides)
     check_sections(config, ("theory", "flow", "train"))
-    theory = theory_from_config(config.get("theory"))
+    theory = theory_from_config(config)
 
     from lattice_samplers.flows.distributed import session
     from lattice_samplers.flows.model import FlowConfig, check_device
@@ -109,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             flow_cfg,
             train_cfg,
             out_dir=out,
-            progress=not args.no_progress,
+            progress=show_progress(args),
             resume=args.resume,
         )
     failed = result.stop_reason == "nonfinite_loss"

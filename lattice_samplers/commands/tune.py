@@ -13,9 +13,13 @@ import json
 import shlex
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from lattice_samplers.config import ConfigError
+from lattice_samplers.records import environment
+from lattice_samplers.specs import TuneSettings
+from lattice_samplers.workflows import tune
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--beta0",
         type=float,
         default=None,
-        help="starting beta (default: PHYSICS.md table for lam = 0.5, else 0.6)",
+        help="starting beta (default: the paper's beta(L), arXiv:2112.15532, for lam = 0.5, "
+        "else 0.6)",
     )
     parser.add_argument(
         "--step", type=float, default=0.01, help="initial beta spacing of the measurements"
@@ -85,14 +90,15 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Tune every requested L; exit status 0 when all converged, 1 otherwise."""
-    from lattice_samplers import tune
-
     if len(set(args.L)) != len(args.L):
         raise ConfigError(f"--L values repeat: {args.L}")
     settings = _settings(args)
     # validate everything (all L) before spending CPU time
     for L in args.L:
-        tune.TuneConfig(L=L, seed=args.seed, **settings)
+        try:
+            TuneSettings(L=L, seed=args.seed, **settings)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     t0 = time.perf_counter()
     if args.out is None:
         results = [
@@ -121,9 +127,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_table(args: argparse.Namespace, settings: dict[str, Any]) -> tuple[list, str]:
     """Run the L values as a ``tune`` scan under OUT/scan and write OUT/beta_tuned.*."""
-    from pathlib import Path
-
-    from lattice_samplers import scan, tune
+    from lattice_samplers import scan
 
     out = Path(args.out)
     tune_section = {k: v for k, v in settings.items() if v is not None}
@@ -156,8 +160,8 @@ def _run_table(args: argparse.Namespace, settings: dict[str, Any]) -> tuple[list
     meta = {
         "command": _command_line(args),
         "scan_config": config,
-        "scan_dir": str(out / "scan"),
-        "environment": scan._environment(),
+        "scan_dir": "scan",
+        "environment": environment(),
         "wall_s_this_call": time.perf_counter() - t0,
         "task_wall_s": {str(r.point["tune.L"]): r.wall_s for r in result},
     }
@@ -182,11 +186,11 @@ def _command_line(args: argparse.Namespace) -> str:
 def _format(results: list) -> str:
     header = (
         f"{'L':>4} {'lam':>6} {'xi/L*':>6} {'beta':>10} {'+-':>9} {'xi/L':>8} {'+-':>7} "
-        f"{'at beta':>9} {'PHYS.md':>8} {'pts':>4} {'ok':>3} {'s':>6}"
+        f"{'at beta':>9} {'paper':>8} {'pts':>4} {'ok':>3} {'s':>6}"
     )
     lines = [header, "-" * len(header)]
     for r in results:
-        guess = r.table_row()["beta_physics_md"]
+        guess = r.table_row()["beta_paper"]
         lines.append(
             f"{r.L:>4} {r.lam:>6g} {r.xi_over_L_target:>6g} {r.beta:>10.5f} {r.beta_err:>9.5f} "
             f"{r.xi_over_L:>8.4f} {r.xi_over_L_err:>7.4f} {r.beta_checked:>9.5f} "

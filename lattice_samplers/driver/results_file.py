@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from lattice_samplers.driver.result import RunResult
 from lattice_samplers.records import atomic_write, now
 from lattice_samplers.records import dumps as json_text
-from lattice_samplers.run import RunResult
 from lattice_samplers.theory import Phi4Theory
 
 __all__ = ["RESULTS_FORMAT", "read_results", "results_to_datatree", "write_results"]

@@ -172,7 +172,7 @@ def _fmt(c: dict[str, float]) -> str:
 
 
 def load_flow(
-    path: str | Path,
+    path: str | Path | dict[str, Any],
     theory: Phi4Theory | None = None,
     device: str = "cpu",
     flow_config: FlowConfig | None = None,
@@ -181,8 +181,9 @@ def load_flow(
 
     Parameters
     ----------
-    path : str or Path
-        A checkpoint file or a training output folder (holding ``checkpoint.pt``).
+    path : str or Path or dict
+        A checkpoint file or a training output folder (holding ``checkpoint.pt``), or the
+        contents of one already read with :func:`read_checkpoint` (read once, used twice).
     theory : Phi4Theory, optional
         If given, the checkpoint must be for this theory (same L, parametrization, couplings).
     device : str
@@ -195,7 +196,8 @@ def load_flow(
     CheckpointError
         Missing or foreign file, or a mismatch (one-line message).
     """
-    data = read_checkpoint(path)
+    data = path if isinstance(path, dict) else read_checkpoint(path)
+    path = "checkpoint" if isinstance(path, dict) else path
     arch = None
     if flow_config is not None:
         arch = flow_config.resolve(theory or theory_from_record(data["theory"]))

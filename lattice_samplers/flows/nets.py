@@ -17,7 +17,7 @@ Each network has a *symmetry* under phi -> -phi of its input:
 * ``"even"``: net(-x) = net(x) exactly: the first layer is bias-free, its outputs go through
   ``|.|`` and then get a bias and the activation, act(|W1 x| + b1); the rest is an ordinary
   network.  We take the absolute value of the first layer's pre-activations rather than of
-  the output (``|s(x)|``, as in PHYSICS.md) or of the inputs (``s(|x|)``): ``|s(x)|``
+  the output (``|s(x)|``,) or of the inputs (``s(|x|)``): ``|s(x)|``
   forces s >= 0 (a coupling could only widen), and ``s(|x|)`` cannot see relative signs
   (whether neighbours are aligned), which decides the conditional width in the double-well
   regime; |W1 x| keeps both (|x1 + x2| and |x1 - x2| tell alignment apart).  The activation

@@ -1,6 +1,7 @@
 """Tuning the ising-form beta to a fixed correlation length, xi = (xi/L) * L, and the beta(L) table.
 
-:func:`tune_beta` measures the second-moment correlation length (PHYSICS.md section 2)
+:func:`tune_beta` measures the second-moment correlation length
+(:func:`lattice_samplers.observables.second_moment_correlation_length`)
 
     xi^2 = (G~(0) / G~(p_min) - 1) / (4 sin^2(pi / L))
 
@@ -9,8 +10,9 @@ the cluster update decorrelates the long-distance modes that xi is made of) at a
 fits xi/L linearly in beta by weighted least squares, solves for the target, and checks the
 solution with a fresh measurement there.  The procedure:
 
-1. Start at ``beta0`` (default: the PHYSICS.md table interpolated in L for lam = 0.5, else
-   0.6) and step by ``step`` (doubling) until two measured points bracket the target.
+1. Start at ``beta0`` (default: the paper's beta(L), arXiv:2112.15532, interpolated in L
+   for lam = 0.5, else 0.6) and step by ``step`` (doubling) until two measured points
+   bracket the target.
 2. If that bracket is wider than 2 * step, measure at the interpolated crossing +- step / 2
    (repeat while needed), so that the fit below only sees nearby points.
 3. Fit the tightest bracket plus every point within 1.5 * step of the crossing, solve, and
@@ -26,17 +28,15 @@ The table.  ``lattice-samplers tune --L 6 8 ... 20 --lam 0.5 --out data/tuning``
 ``tune`` scan task per L (:mod:`lattice_samplers.scan`, so it resumes) and writes
 ``beta_tuned.csv`` and ``beta_tuned.json``.  Configs refer to it by name:
 ``theory.beta = "tuned"`` means "the tabulated beta for this L and lam at xi/L = 0.25", and
-``"tuned:0.5"`` selects the xi/L = 0.5 rows (:func:`resolve_tuned`).  The table is read from
-``data/tuning/beta_tuned.csv`` of the source tree or from the file named by the
-``LATTICE_SAMPLERS_TUNING_TABLE`` environment variable.
+``"tuned:0.5"`` selects the xi/L = 0.5 rows (:func:`lattice_samplers.tuned.resolve_tuned`).
+The table ships with the package; ``LATTICE_SAMPLERS_TUNING_TABLE`` names another one
+(:mod:`lattice_samplers.tuned`).
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -44,10 +44,16 @@ from typing import Any
 
 import numpy as np
 
-from lattice_samplers.config import ConfigError
+from lattice_samplers import observables
+from lattice_samplers.driver import BlockReport, RunSettings, run_sampler
+from lattice_samplers.records import write_csv, write_json
+from lattice_samplers.samplers import make_sampler
+from lattice_samplers.specs import TuneSettings, tune_settings
+from lattice_samplers.theory import Phi4Theory
+from lattice_samplers.tuned import TABLE_COLUMNS
 
-#: The starting table of ../shared/PHYSICS.md section 2 (lam = 0.5, xi = L/4): L -> beta.
-PHYSICS_MD_BETA: Mapping[int, float] = {
+#: The paper's beta(L) at lam = 0.5, xi = L/4 (arXiv:2112.15532), the starting guesses.
+PAPER_BETA: Mapping[int, float] = {
     6: 0.537,
     8: 0.576,
     10: 0.600,
@@ -57,28 +63,6 @@ PHYSICS_MD_BETA: Mapping[int, float] = {
     18: 0.639,
     20: 0.645,
 }
-
-#: Default table path (relative to the source tree) and its override variable.
-TABLE_PATH = Path(__file__).resolve().parents[1] / "data" / "tuning" / "beta_tuned.csv"
-TABLE_ENV = "LATTICE_SAMPLERS_TUNING_TABLE"
-
-#: Columns of the table CSV, in order.
-TABLE_COLUMNS: tuple[str, ...] = (
-    "L",
-    "lam",
-    "xi_over_L_target",
-    "beta",
-    "beta_err",
-    "xi_over_L",
-    "xi_over_L_err",
-    "beta_checked",
-    "beta_physics_md",
-    "n_points",
-    "n_steps",
-    "converged",
-    "seed",
-    "wall_s",
-)
 
 
 # ============================================================================ results
@@ -172,7 +156,7 @@ class TuneResult:
             "xi_over_L": self.xi_over_L,
             "xi_over_L_err": self.xi_over_L_err,
             "beta_checked": self.beta_checked,
-            "beta_physics_md": PHYSICS_MD_BETA.get(self.L) if self.lam == 0.5 else None,
+            "beta_paper": PAPER_BETA.get(self.L) if self.lam == 0.5 else None,
             "n_points": len(self.points),
             "n_steps": self.settings["n_steps"],
             "converged": self.converged,
@@ -219,9 +203,6 @@ def measure_xi_over_L(
     xi_over_L, err : float
         NaN if the estimate of xi^2 is negative (a far too disordered point).
     """
-    from lattice_samplers import observables
-    from lattice_samplers.theory import Phi4Theory
-
     theory = Phi4Theory.create(L, "ising", beta=beta, lam=lam)
     g0, g_pmin = _two_point_series(theory, n_steps, n_therm, seed, sampler)
     xi, err = observables.second_moment_correlation_length(g0, g_pmin, L, n_bins=n_bins)
@@ -230,8 +211,6 @@ def measure_xi_over_L(
 
 #: Configurations buffered between batched FFTs in :func:`_two_point_series`.
 _CHUNK = 512
-#: Thermalization block length between adaptations of the sampler's tuned setting.
-_ADAPT_BLOCK = 50
 
 
 def _two_point_series(
@@ -240,39 +219,34 @@ def _two_point_series(
     """Series of G~(0) and G~(p_min) after each of ``n_steps`` steps of one sampler chain.
 
     The samplers record only scalar observables in their compiled loops, and G~(p_min) needs
-    the field, so the chain advances one step per compiled call and the fields are buffered
-    and Fourier transformed in batches.  The tuned setting (e.g. the Metropolis width of the
-    cluster sampler's sweeps) adapts during the first 3/4 of the thermalization, as in
-    :func:`lattice_samplers.run.run_sampler`, then stays fixed.
+    the field, so the chain runs through the run driver in blocks of one step and an observer
+    buffers the fields, which are Fourier transformed in batches.  Thermalization and tuning
+    are the driver's own (the first 3/4 of ``n_therm``); the chain's stream is
+    ``SeedSequence(seed).spawn(1)[0]``.
     """
-    from lattice_samplers import observables
-    from lattice_samplers.samplers import make_sampler
-
     sampler = make_sampler(kind, theory)
-    sampler.warmup()
-    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed)))
-    state = sampler.init(None, rng)
-    done, k = 0, 0
-    while done < n_therm:
-        block = min(_ADAPT_BLOCK, n_therm - done)
-        chain = sampler.run(state, block, rng, thin=block)
-        if done < 0.75 * n_therm:
-            sampler.adapt(chain.acceptance, k)
-            k += 1
-        done += block
-
-    obs = np.empty((1, len(sampler.observable_names)))
-    stats = np.empty((1, len(sampler.stat_names)))
+    run = RunSettings(n_steps=n_steps, n_therm=n_therm, n_chains=1, seed=seed, block_size=1)
     buf = np.empty((min(_CHUNK, n_steps), *theory.shape))
     g0 = np.empty(n_steps)
     g_pmin = np.empty(n_steps)
-    for start in range(0, n_steps, len(buf)):
-        n = min(len(buf), n_steps - start)
-        for i in range(n):
-            sampler.run_block(state, 1, 1, rng, obs, stats)
-            buf[i] = state.phi
+    filled = {"buf": 0, "done": 0}
+
+    def flush() -> None:
+        n, start = filled["buf"], filled["done"]
         g0[start : start + n] = observables.two_point_susceptibility(buf[:n])
         g_pmin[start : start + n] = observables.two_point_pmin(buf[:n])
+        filled["buf"], filled["done"] = 0, start + n
+
+    def collect(report: BlockReport) -> None:
+        if report.phase != "production":
+            return
+        buf[filled["buf"]] = report.states[0].phi
+        filled["buf"] += 1
+        if filled["buf"] == len(buf):
+            flush()
+
+    run_sampler(sampler, run, progress=False, observer=collect)
+    flush()
     return g0, g_pmin
 
 
@@ -340,10 +314,10 @@ def _fit_indices(
     return sorted(chosen, key=lambda i: points[i].beta)
 
 
-def interpolate_physics_md(L: int) -> float:
-    """beta for lam = 0.5 and xi = L/4 from the PHYSICS.md starting table (linear in L, clamped)."""
-    Ls = np.array(sorted(PHYSICS_MD_BETA), dtype=float)
-    betas = np.array([PHYSICS_MD_BETA[int(k)] for k in Ls])
+def interpolate_paper_beta(L: int) -> float:
+    """beta for lam = 0.5 and xi = L/4 from the paper's table (linear in L, clamped)."""
+    Ls = np.array(sorted(PAPER_BETA), dtype=float)
+    betas = np.array([PAPER_BETA[int(k)] for k in Ls])
     return float(np.interp(L, Ls, betas))
 
 
@@ -376,7 +350,8 @@ def tune_beta(
     xi_over_L : float
         Target xi / L (default 0.25, i.e. m L = 4).
     beta0 : float, optional
-        Starting guess; default the PHYSICS.md table interpolated in L (lam = 0.5) or 0.6.
+        Starting guess; default the paper's beta(L) (arXiv:2112.15532) interpolated in L
+        (lam = 0.5), else 0.6.
     step : float
         Initial distance between measured betas; doubled while searching for a bracket.
     n_steps, n_therm : int
@@ -406,12 +381,22 @@ def tune_beta(
     ValueError
         For invalid arguments, or when no bracket of the target is found.
     """
-    _check_args(L, lam, xi_over_L, beta0, step, n_steps, n_therm, seed, tolerance, max_iter)
-    if measure is None:
-        _check_sampler(sampler)
+    TuneSettings(  # the one validation of these arguments (a custom measure has no sampler)
+        L,
+        lam,
+        xi_over_L,
+        beta0,
+        step,
+        n_steps,
+        n_therm,
+        seed,
+        sampler if measure is None else TuneSettings.sampler,
+        tolerance,
+        max_iter,
+    )
     t0 = time.perf_counter()
     if beta0 is None:
-        beta0 = interpolate_physics_md(L) if lam == 0.5 else 0.6
+        beta0 = interpolate_paper_beta(L) if lam == 0.5 else 0.6
     custom = measure is not None
     if measure is None:
 
@@ -519,187 +504,22 @@ def _arrays(points: Sequence[XiPoint], idx: Sequence[int]) -> tuple[np.ndarray, 
     return x, y, e
 
 
-def _check_args(
-    L: Any,
-    lam: Any,
-    xi_over_L: Any,
-    beta0: Any,
-    step: Any,
-    n_steps: Any,
-    n_therm: Any,
-    seed: Any,
-    tolerance: Any,
-    max_iter: Any,
-) -> None:
-    def is_int(v: Any) -> bool:
-        return isinstance(v, int | np.integer) and not isinstance(v, bool)
-
-    def is_real(v: Any) -> bool:
-        return (
-            isinstance(v, int | float | np.number) and not isinstance(v, bool) and math.isfinite(v)
-        )
-
-    if not is_int(L) or L < 3:
-        raise ValueError(f"tune: L must be an integer >= 3, got {L!r}")
-    if not is_real(lam) or lam <= 0:
-        raise ValueError(
-            f"tune: lam must be > 0 (the ising form needs a quartic term), got {lam!r}"
-        )
-    if not is_real(xi_over_L) or not 0 < xi_over_L < 5:
-        raise ValueError(f"tune: xi/L must be in (0, 5), got {xi_over_L!r}")
-    if beta0 is not None and (not is_real(beta0) or beta0 <= 0):
-        raise ValueError(f"tune: beta0 must be > 0, got {beta0!r}")
-    if not is_real(step) or step <= 0:
-        raise ValueError(f"tune: step must be > 0, got {step!r}")
-    if not is_int(n_steps) or n_steps < 100:
-        raise ValueError(f"tune: n_steps must be an integer >= 100, got {n_steps!r}")
-    if not is_int(n_therm) or n_therm < 0:
-        raise ValueError(f"tune: n_therm must be an integer >= 0, got {n_therm!r}")
-    if not is_int(seed) or seed < 0:
-        raise ValueError(f"tune: seed must be an integer >= 0, got {seed!r}")
-    if not is_real(tolerance) or tolerance <= 0:
-        raise ValueError(f"tune: tolerance must be > 0, got {tolerance!r}")
-    if not is_int(max_iter) or max_iter < 1:
-        raise ValueError(f"tune: max_iter must be an integer >= 1, got {max_iter!r}")
-
-
-def _check_sampler(kind: str) -> None:
-    from lattice_samplers.samplers import SAMPLERS
-
-    if kind not in SAMPLERS:
-        raise ValueError(f"tune: unknown sampler {kind!r} (known: {', '.join(SAMPLERS)})")
-
-
-# ============================================================================ the table
-def table_path() -> Path:
-    """The tuning table in use: ``$LATTICE_SAMPLERS_TUNING_TABLE`` or data/tuning/beta_tuned.csv."""
-    env = os.environ.get(TABLE_ENV)
-    return Path(env) if env else TABLE_PATH
-
-
-def load_table(path: str | Path | None = None) -> list[dict[str, Any]]:
-    """Rows of a tuning table CSV (numbers parsed; see :data:`TABLE_COLUMNS`).
-
-    Raises
-    ------
-    ConfigError
-        If the file does not exist.
-    """
-    p = Path(path) if path is not None else table_path()
-    if not p.is_file():
-        raise ConfigError(
-            f"tuning table not found: {p} (make it with lattice-samplers tune --out, or set "
-            f"{TABLE_ENV})"
-        )
-    with p.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    out = []
-    for row in rows:
-        parsed: dict[str, Any] = {}
-        for k, v in row.items():
-            if k in ("L", "n_points", "n_steps", "seed"):
-                parsed[k] = int(v)
-            elif k == "converged":
-                parsed[k] = v.strip().lower() == "true"
-            elif v in ("", None):
-                parsed[k] = None
-            else:
-                try:
-                    parsed[k] = float(v)
-                except ValueError:
-                    parsed[k] = v
-        out.append(parsed)
-    return out
-
-
-def tuned_beta(
-    L: int, lam: float, xi_over_L: float = 0.25, path: str | Path | None = None
-) -> float:
-    """The tabulated beta for (L, lam, xi/L).
-
-    Raises
-    ------
-    ConfigError
-        If the table has no such row (the message lists what it has).
-    """
-    rows = load_table(path)
-    for row in rows:
-        if (
-            row["L"] == L
-            and math.isclose(row["lam"], lam, rel_tol=1e-9, abs_tol=1e-12)
-            and math.isclose(row["xi_over_L_target"], xi_over_L, rel_tol=1e-9, abs_tol=1e-12)
-        ):
-            return float(row["beta"])
-    have = ", ".join(
-        f"(L={r['L']}, lam={r['lam']:g}, xi/L={r['xi_over_L_target']:g})" for r in rows
-    )
-    raise ConfigError(
-        f"no tuned beta for L={L}, lam={lam:g}, xi/L={xi_over_L:g} in {path or table_path()} "
-        f"(it has {have or 'no rows'}); run lattice-samplers tune --L {L} --lam {lam:g}"
-    )
-
-
-def resolve_tuned(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Replace ``theory.beta = "tuned"`` (or ``"tuned:XI_OVER_L"``) by the tabulated number.
-
-    The rest of the config is returned unchanged (a shallow copy with a new ``theory``
-    section).  Needs ``theory.L`` and ``theory.lam`` as numbers and the ising
-    parametrization.
-
-    Raises
-    ------
-    ConfigError
-        For another string, a non-ising parametrization, or a missing table row.
-    """
-    out = dict(config)
-    theory = dict(out.get("theory") or {})
-    value = theory.get("beta")
-    if not isinstance(value, str):
-        return out
-    name, _, arg = value.partition(":")
-    if name.strip() != "tuned":
-        raise ConfigError(
-            f'[theory] beta must be a number, "tuned" or "tuned:XI_OVER_L", got {value!r}'
-        )
-    if theory.get("parametrization", "ising") != "ising":
-        raise ConfigError('[theory] beta = "tuned" needs parametrization = "ising"')
-    try:
-        target = float(arg) if arg.strip() else 0.25
-    except ValueError:
-        raise ConfigError(f"[theory] beta = {value!r}: {arg!r} is not a number") from None
-    L, lam = theory.get("L"), theory.get("lam")
-    if isinstance(L, bool) or not isinstance(L, int) or isinstance(lam, bool):
-        raise ConfigError('[theory] beta = "tuned" needs an integer L')
-    if not isinstance(lam, int | float):
-        raise ConfigError('[theory] beta = "tuned" needs a numeric lam')
-    theory["beta"] = tuned_beta(L, float(lam), target)
-    out["theory"] = theory
-    return out
-
-
 def write_table(results: Sequence[TuneResult], out_dir: str | Path, meta: Mapping) -> Path:
     """Write ``beta_tuned.csv`` (one row per result, sorted by lam, target, L) and ``.json``.
 
     The JSON holds ``meta`` (command, config, seeds, versions, timing) and every result with
     all its measurement points.  Returns the CSV path.
     """
-    from lattice_samplers.scan import write_json_atomic
-
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     ordered = sorted(results, key=lambda r: (r.lam, r.xi_over_L_target, r.L))
-    csv_path = out / "beta_tuned.csv"
-    tmp = csv_path.with_name(f".{csv_path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=TABLE_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for r in ordered:
-            row = r.table_row()
-            for k in ("beta", "beta_err", "xi_over_L", "xi_over_L_err", "beta_checked"):
-                row[k] = f"{row[k]:.6g}"
-            writer.writerow(row)
-    os.replace(tmp, csv_path)
-    write_json_atomic(
+    rows = []
+    for r in ordered:
+        row = r.table_row()
+        for k in ("beta", "beta_err", "xi_over_L", "xi_over_L_err", "beta_checked"):
+            row[k] = f"{row[k]:.6g}"
+        rows.append(row)
+    csv_path = write_csv(out / "beta_tuned.csv", rows, list(TABLE_COLUMNS))
+    write_json(
         out / "beta_tuned.json",
         {"meta": dict(meta), "results": [r.to_dict() for r in ordered]},
     )
@@ -721,47 +541,16 @@ def _nan_for_none(cls: type, d: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ============================================================================ scan job
-@dataclasses.dataclass(frozen=True)
-class TuneConfig:
-    """``[tune]`` section of the ``tune`` scan job: the arguments of :func:`tune_beta`."""
-
-    L: int = 8
-    lam: float = 0.5
-    xi_over_L: float = 0.25
-    beta0: float | None = None
-    step: float = 0.01
-    n_steps: int = 20_000
-    n_therm: int = 1_000
-    seed: int = 0
-    sampler: str = "cluster"
-    tolerance: float = 2.0
-    max_iter: int = 3
-
-    def __post_init__(self) -> None:
-        _check_args(
-            self.L,
-            self.lam,
-            self.xi_over_L,
-            self.beta0,
-            self.step,
-            self.n_steps,
-            self.n_therm,
-            self.seed,
-            self.tolerance,
-            self.max_iter,
-        )
-        _check_sampler(self.sampler)
+def validate_tune(config: Mapping[str, Any]) -> None:
+    """Scan job hook: raise :class:`~lattice_samplers.config.ConfigError` for a bad task."""
+    tune_settings(config)
 
 
-def validate_tune_config(config: Mapping[str, Any]) -> TuneConfig:
-    """Check a ``tune`` job config (only a ``[tune]`` section) and return its settings."""
-    from lattice_samplers.config import check_sections, section_to_dataclass
-
-    check_sections(config, ["tune"])
-    return section_to_dataclass(TuneConfig, config.get("tune"), "tune")
+def tune_task(config: Mapping[str, Any], out_path: Path) -> dict[str, Any]:
+    """Scan job hook: :func:`tune_beta` with the ``[tune]`` settings; the result as a dict."""
+    return tune_beta(**dataclasses.asdict(tune_settings(config))).to_dict()
 
 
-def tune_job(config: dict[str, Any], out_path: Path) -> dict[str, Any]:
-    """Scan job ``tune``: :func:`tune_beta` with the ``[tune]`` settings; the result as a dict."""
-    cfg = validate_tune_config(config)
-    return tune_beta(**dataclasses.asdict(cfg)).to_dict()
+def summarize_tune(result: Mapping[str, Any]) -> dict[str, Any]:
+    """Scan job hook: beta, xi/L and convergence of one tuned L."""
+    return {k: result[k] for k in ("beta", "beta_err", "xi_over_L", "xi_over_L_err", "converged")}

@@ -23,7 +23,9 @@ Config sections (all optional; unknown sections or keys are errors):
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,158 +34,19 @@ from typing import Any
 
 import numpy as np
 
-from lattice_samplers.config import (
-    DEFAULT_THEORY,
-    ConfigError,
-    check_sections,
-    section_to_dataclass,
-    theory_from_config,
-)
+from lattice_samplers.config import ConfigError
 from lattice_samplers.cost import break_even, cost_per_effective_sample
-from lattice_samplers.run import RunResult, RunSettings, run_with_settings, versions
-from lattice_samplers.samplers import SAMPLERS
-from lattice_samplers.samplers.imh import IMHSettings, imh_diagnostics
+from lattice_samplers.driver import RunResult, run_sampler, write_results
+from lattice_samplers.records import json_safe, versions, write_csv, write_json
+from lattice_samplers.samplers.imh import IndependenceMetropolisSampler, imh_diagnostics
+from lattice_samplers.specs import ALL_SAMPLERS, CLASSICAL, FLOW_SAMPLER, CompareSpec, compare_spec
 from lattice_samplers.summary import (
     diagnostics,
-    json_ready,
     summarize_observables,
-    write_csv,
-    write_json,
 )
-from lattice_samplers.theory import Phi4Theory
-
-CLASSICAL = ("metropolis", "hmc", "cluster")
-ALL_SAMPLERS = (*CLASSICAL, "flow")
-SECTIONS = ("theory", "run", "compare", *CLASSICAL, "flow", "train", "imh")
 
 #: Observables shown in the printed table (all are in the JSON and CSV).
 TABLE_OBSERVABLES = ("abs_magnetization", "two_point_susceptibility", "action_density")
-
-#: Chain lengths of the built-in default: about 3 minutes on 2 CPU cores at L = 8.
-DEFAULT_RUN: dict[str, Any] = {"n_therm": 2000, "n_steps": 50_000, "n_chains": 4, "seed": 2112}
-
-
-@dataclass(frozen=True)
-class CompareSettings:
-    """The ``[compare]`` section.
-
-    Attributes
-    ----------
-    samplers : tuple of str
-        Which samplers to run (``flow`` = flow independence Metropolis).
-    k_sigma : float
-        Consistency threshold in combined standard errors (see :func:`_consistency`).
-    flow_checkpoint : str, optional
-        A trained flow (checkpoint file or training folder) to use instead of training one;
-        ``--flow`` on the command line overrides it.  Its training seconds are still counted.
-    """
-
-    samplers: tuple[str, ...] = ALL_SAMPLERS
-    k_sigma: float = 4.0
-    flow_checkpoint: str | None = None
-
-    def __post_init__(self) -> None:
-        unknown = [s for s in self.samplers if s not in ALL_SAMPLERS]
-        if unknown or not self.samplers:
-            raise ValueError(
-                f"samplers must be a non-empty subset of {', '.join(ALL_SAMPLERS)}"
-                + (f"; unknown: {', '.join(unknown)}" if unknown else "")
-            )
-        if len(set(self.samplers)) != len(self.samplers):
-            raise ValueError("samplers lists a sampler twice")
-        if not self.k_sigma > 0:
-            raise ValueError(f"k_sigma must be positive, got {self.k_sigma}")
-
-
-@dataclass
-class ComparePlan:
-    """A validated comparison: everything needed to run it, nothing run yet."""
-
-    config: dict[str, Any]
-    theory: Phi4Theory
-    run: RunSettings
-    compare: CompareSettings
-    samplers: dict[str, Any]  # name -> classical Sampler (flow: built later)
-    flow_config: Any = None
-    train_config: Any = None
-    imh: IMHSettings = field(default_factory=IMHSettings)
-    flow_checkpoint: Path | None = None
-
-
-def with_defaults(config: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The config with the built-in default theory and run lengths filled in where absent."""
-    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in (config or {}).items()}
-    theory = dict(out.get("theory") or {}) if isinstance(out.get("theory", {}), Mapping) else None
-    if theory is not None:
-        # fill what the user left out from the default point, as long as it is the same
-        # parametrization: --set theory.L=12 --set theory.beta=0.616 keeps lam = 0.5
-        if (
-            theory.get("parametrization", DEFAULT_THEORY["parametrization"])
-            == (DEFAULT_THEORY["parametrization"])
-        ):
-            for key, value in DEFAULT_THEORY.items():
-                theory.setdefault(key, value)
-        theory.setdefault("L", DEFAULT_THEORY["L"])
-        out["theory"] = theory
-    run = dict(DEFAULT_RUN)
-    run.update(out.get("run", {}) if isinstance(out.get("run"), Mapping) else {})
-    if isinstance(out.get("run", {}), Mapping):
-        out["run"] = run
-    return out
-
-
-def plan_comparison(
-    config: Mapping[str, Any], flow_checkpoint: str | Path | None = None
-) -> ComparePlan:
-    """Validate a comparison config (with defaults applied) without running anything.
-
-    Raises
-    ------
-    ConfigError
-        One line naming the problem (unknown section or key, wrong type, bad value, a flow
-        checkpoint for another theory).
-    """
-    config = with_defaults(config)
-    check_sections(config, SECTIONS)
-    theory = theory_from_config(config["theory"])
-    run = section_to_dataclass(RunSettings, config.get("run"), "run")
-    compare = section_to_dataclass(CompareSettings, config.get("compare"), "compare")
-    samplers = {}
-    for name in CLASSICAL:
-        cls = SAMPLERS[name]
-        settings = section_to_dataclass(cls.settings_class, config.get(name), name)
-        if name in compare.samplers:
-            try:
-                samplers[name] = cls(theory, settings)
-            except ValueError as exc:
-                raise ConfigError(f"[{name}] {exc}") from None
-    plan = ComparePlan(dict(config), theory, run, compare, samplers)
-    plan.imh = section_to_dataclass(IMHSettings, config.get("imh"), "imh")
-    if "flow" in compare.samplers or "flow" in config or "train" in config:
-        from lattice_samplers.flows import FlowConfig, TrainConfig
-
-        plan.flow_config = section_to_dataclass(FlowConfig, config.get("flow"), "flow")
-        train = dict(config.get("train") or {})
-        train.setdefault("seed", run.seed)
-        plan.train_config = section_to_dataclass(TrainConfig, train, "train")
-        try:
-            plan.flow_config.resolve(theory)
-        except ValueError as exc:
-            raise ConfigError(f"[flow] {exc}") from None
-    if flow_checkpoint is None:
-        flow_checkpoint = compare.flow_checkpoint
-    if flow_checkpoint is not None:
-        if "flow" not in compare.samplers:
-            raise ConfigError("--flow given but [compare] samplers does not include flow")
-        from lattice_samplers.flows import load_flow
-
-        path = Path(flow_checkpoint)
-        try:
-            load_flow(path, theory)  # refuse a checkpoint for another theory before running
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        plan.flow_checkpoint = path
-    return plan
 
 
 def _sampler_seeds(seed: int, names: tuple[str, ...]) -> dict[str, int]:
@@ -208,7 +71,7 @@ class SamplerRun:
 class Comparison:
     """The outcome of :func:`run_comparison`."""
 
-    plan: ComparePlan
+    plan: CompareSpec
     runs: dict[str, SamplerRun]
     seeds: dict[str, int]
     training: dict[str, Any]
@@ -238,7 +101,7 @@ class Comparison:
                 "n_therm": r.result.n_therm,
                 "seed": self.seeds[name],
             }
-        return json_ready(
+        return json_safe(
             {
                 "theory": self.plan.theory.to_dict(),
                 "samplers": samplers,
@@ -254,20 +117,19 @@ class Comparison:
         )
 
 
-def _train_or_load(plan: ComparePlan, out_dir: Path | None, progress: bool | None):
+def _train_or_load(plan: CompareSpec, out_dir: Path | None, progress: bool | None):
     """Return (flow, training record) by training, or by loading ``plan.flow_checkpoint``."""
-    from lattice_samplers.flows import load_flow, read_checkpoint, train_flow
+    from lattice_samplers.flows import load_flow, train_flow
 
-    if plan.flow_checkpoint is not None:
+    if plan.flow_record is not None:
         device = plan.train_config.device if plan.train_config is not None else "cpu"
-        flow = load_flow(plan.flow_checkpoint, plan.theory, device=device)
-        data = read_checkpoint(plan.flow_checkpoint)
-        train = data.get("train") or {}
+        flow = load_flow(plan.flow_record, plan.theory, device=device)
+        train = plan.flow_record.get("train") or {}
         return flow, {
             "source": str(plan.flow_checkpoint),
             "train_seconds": float(train.get("train_s", math.nan)),
             "n_steps": train.get("step"),
-            "n_parameters": data.get("n_parameters"),
+            "n_parameters": plan.flow_record.get("n_parameters"),
         }
     flow, tr = train_flow(
         plan.theory,
@@ -286,6 +148,7 @@ def _train_or_load(plan: ComparePlan, out_dir: Path | None, progress: bool | Non
         "seconds_to_target": tr.seconds_to_target,
         "n_parameters": tr.n_parameters,
         "stop_reason": tr.stop_reason,
+        "message": tr.message,
     }
     return flow, record
 
@@ -328,7 +191,7 @@ def _consistency(runs: Mapping[str, SamplerRun], k: float) -> dict[str, dict[str
 
 
 def run_comparison(
-    plan: ComparePlan,
+    plan: CompareSpec,
     out_dir: str | Path | None = None,
     progress: bool | None = None,
 ) -> Comparison:
@@ -336,8 +199,8 @@ def run_comparison(
 
     Parameters
     ----------
-    plan : ComparePlan
-        From :func:`plan_comparison`.
+    plan : CompareSpec
+        From :func:`lattice_samplers.specs.compare_spec`.
     out_dir : str or Path, optional
         Where results files, the flow's training output, summaries and figures go.
     progress : bool, optional
@@ -354,34 +217,43 @@ def run_comparison(
     training: dict[str, Any] = {}
 
     def execute(name: str, sampler: Any, training_s: float = 0.0) -> None:
-        result = run_with_settings(
+        result = run_sampler(
             sampler,
-            run,
-            seed=seeds[name],
+            dataclasses.replace(run, seed=seeds[name]),
             progress=progress,
             config=plan.config,
         )
         diag = diagnostics(result)
-        if name == "flow":
+        if name == FLOW_SAMPLER:
             diag.update(imh_diagnostics(result.stats["accepted"], result.stats["log_weight"]))
         runs[name] = SamplerRun(name, result, summarize_observables(result), diag, training_s)
         if out is not None:
-            from lattice_samplers.driver.results_file import write_results
-
             write_results(result, out / f"{name}.nc")
 
-    for name in names:
-        if name == "flow":
-            from lattice_samplers.flows import FlowProposal
-            from lattice_samplers.samplers.imh import IndependenceMetropolisSampler
+    # the flow first: a checkpoint for another theory, or a training run that diverged, is
+    # reported before any classical sampler has spent its time
+    if FLOW_SAMPLER in names:
+        from lattice_samplers.flows import FlowProposal
 
-            flow, training = _train_or_load(plan, out, progress)
-            proposal = FlowProposal(flow)
-            sampler = IndependenceMetropolisSampler(plan.theory, plan.imh, proposal=proposal)
+        flow, training = _train_or_load(plan, out, progress)
+        if training.get("stop_reason") == "nonfinite_loss":
+            print(
+                f"lattice-samplers compare: warning: flow training failed "
+                f"({training.get('message', 'non-finite loss')}); the flow sampler is "
+                "skipped, the other samplers still run",
+                file=sys.stderr,
+            )
+            names = tuple(n for n in names if n != FLOW_SAMPLER)
+            flow_sampler = None
+        else:
             seconds = training.get("train_seconds")
             if seconds is None or not math.isfinite(seconds):
                 raise ConfigError("the flow checkpoint does not record its training time")
-            execute(name, sampler, float(seconds))
+            proposal = FlowProposal(flow)
+            flow_sampler = IndependenceMetropolisSampler(plan.theory, plan.imh, proposal=proposal)
+    for name in names:
+        if name == FLOW_SAMPLER:
+            execute(name, flow_sampler, float(training["train_seconds"]))
         else:
             execute(name, plan.samplers[name])
 
@@ -399,8 +271,8 @@ def run_comparison(
             r.costs[obs] = c.to_dict()
 
     be: dict[str, dict[str, dict[str, Any]]] = {}
-    if "flow" in runs:
-        flow = runs["flow"]
+    if FLOW_SAMPLER in runs:
+        flow = runs[FLOW_SAMPLER]
         for obs, fc in flow.costs.items():
             be[obs] = {}
             for name in CLASSICAL:
@@ -471,3 +343,25 @@ def write_outputs(comparison: Comparison, out: Path) -> None:
     from lattice_samplers.plots import comparison_figures
 
     comparison_figures(comparison, out)
+
+
+# ----------------------------------------------------------------------------- scan job
+def validate_compare(config: Mapping[str, Any]) -> None:
+    """Scan job hook: raise :class:`ConfigError` if ``config`` is not a valid comparison."""
+    compare_spec(config)
+
+
+def compare_task(config: Mapping[str, Any], out_path: Path) -> dict[str, Any]:
+    """Scan job hook: run ``lattice-samplers compare`` on ``config`` into ``out_path``."""
+    return run_comparison(compare_spec(config), out_path, progress=False).to_dict()
+
+
+def summarize_compare(result: Mapping[str, Any]) -> dict[str, Any]:
+    """Scan job hook: acceptance and tau_int(|M|) of every sampler, for the summary table."""
+    row: dict[str, Any] = {}
+    for name, s in result.get("samplers", {}).items():
+        row[f"{name}:acc"] = s.get("acceptance")
+        row[f"{name}:tau(|m|)"] = (
+            s.get("observables", {}).get("abs_magnetization", {}).get("tau_int")
+        )
+    return row

@@ -1,0 +1,182 @@
+"""The ``sample`` workflow: one classical sampler on one theory point, spec -> run -> result.
+
+Output safety lives here, so every front end gets it: the results file and its checkpoint are
+checked for writability before any work; an existing results file is replaced only when asked
+(``overwrite``); an existing checkpoint is continued only with ``resume`` and never silently
+restarted over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lattice_samplers.config import ConfigError
+from lattice_samplers.driver import RunResult, RunSettings, run_sampler, write_results
+from lattice_samplers.kernels.common import N_OBS
+from lattice_samplers.records import OutputError, check_output_path
+from lattice_samplers.specs import SampleSpec, sample_spec
+from lattice_samplers.summary import result_summary
+
+__all__ = [
+    "SampleOutputs",
+    "check_memory",
+    "plan_outputs",
+    "run_sample",
+    "sample_task",
+    "summarize_sample",
+    "validate_sample",
+]
+
+#: Largest share of the machine's memory the recorded series may take.
+MEMORY_FRACTION = 0.8
+
+
+def _physical_memory() -> int | None:
+    try:
+        import os
+
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(run: RunSettings, n_stats: int) -> None:
+    """Refuse a run whose recorded (chain, draw) series would not fit in memory.
+
+    Raises
+    ------
+    ConfigError
+        Naming the bytes needed and the bytes available.
+    """
+    need = run.n_chains * (run.n_steps // run.thin) * (N_OBS + n_stats) * 8
+    have = _physical_memory()
+    if have is not None and need > MEMORY_FRACTION * have:
+        raise ConfigError(
+            f"[run] n_steps = {run.n_steps} x n_chains = {run.n_chains} records "
+            f"{need / 2**30:.3g} GiB of series, more than this machine's "
+            f"{have / 2**30:.3g} GiB allows; raise run.thin or lower run.n_steps"
+        )
+
+
+@dataclass(frozen=True)
+class SampleOutputs:
+    """Where a ``sample`` run writes: the results file and its checkpoint (either may be None)."""
+
+    results: Path | None
+    checkpoint: Path | None
+    resume: bool = False
+
+
+def plan_outputs(
+    out: str | Path | None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> SampleOutputs:
+    """Check the output paths of a run before it starts (nothing is written).
+
+    The checkpoint defaults to ``OUT.ckpt`` beside the results file.
+
+    Raises
+    ------
+    ConfigError
+        An unwritable path, a results file that exists (without ``overwrite``), a checkpoint
+        of an earlier run that would be overwritten (without ``resume`` or ``overwrite``), or
+        ``resume`` without a checkpoint.
+    """
+    results = Path(out) if out is not None else None
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    if ckpt is None and results is not None:
+        ckpt = results.with_name(results.name + ".ckpt")
+    try:
+        for path, kind in ((results, "--out"), (ckpt, "checkpoint")):
+            if path is not None:
+                check_output_path(path, kind)
+    except OutputError as exc:
+        raise ConfigError(str(exc)) from None
+    if resume and (ckpt is None or not ckpt.is_file()):
+        raise ConfigError(f"--resume: no checkpoint at {ckpt or '(give --out or --checkpoint)'}")
+    if results is not None and results.exists() and not overwrite:
+        raise ConfigError(
+            f"--out {results} exists; choose another file or pass --overwrite to replace it"
+        )
+    if ckpt is not None and ckpt.exists() and not (resume or overwrite):
+        raise ConfigError(
+            f"a checkpoint of an earlier run is at {ckpt}: continue it with --resume, or pass "
+            "--overwrite to start again"
+        )
+    return SampleOutputs(results, ckpt, resume)
+
+
+def run_sample(
+    spec: SampleSpec, outputs: SampleOutputs | None = None, progress: bool | None = None
+) -> RunResult:
+    """Run a validated spec; write the results file (then drop the checkpoint) if asked.
+
+    Raises
+    ------
+    lattice_samplers.driver.RunInterrupted
+        On SIGINT/SIGTERM, after the checkpoint (if any) is saved.
+    """
+    outputs = outputs or SampleOutputs(None, None)
+    check_memory(spec.run, len(spec.sampler.stat_names))
+    if outputs.results is not None:
+        outputs.results.parent.mkdir(parents=True, exist_ok=True)
+    result = run_sampler(
+        spec.sampler,
+        spec.run,
+        checkpoint_path=outputs.checkpoint,
+        resume=outputs.resume,
+        progress=progress,
+        config=spec.config,
+    )
+    if outputs.results is not None:
+        write_results(result, outputs.results)
+        if outputs.checkpoint is not None:
+            # the results file now holds everything; the checkpoint only served this run
+            outputs.checkpoint.unlink(missing_ok=True)
+    return result
+
+
+# ----------------------------------------------------------------------------- scan job
+def validate_sample(config: Mapping[str, Any]) -> None:
+    """Scan job hook: raise :class:`ConfigError` if ``config`` is not a valid sample task."""
+    spec = sample_spec(config)
+    check_memory(spec.run, len(spec.sampler.stat_names))
+
+
+def sample_task(config: Mapping[str, Any], out_path: Path) -> dict[str, Any]:
+    """Scan job hook: one ``sample`` run from ``config`` (as ``lattice-samplers sample``).
+
+    Writes the run to ``out_path/results.nc`` and returns its JSON summary plus
+    ``results_file`` (relative to the scan folder).  While it runs, ``out_path/run.ckpt`` is
+    checkpointed; a task that was killed resumes from it when the scan is run again.
+    """
+    spec = sample_spec(config)
+    out_path = Path(out_path)
+    out_path.mkdir(parents=True, exist_ok=True)
+    checkpoint = out_path / "run.ckpt"
+    outputs = SampleOutputs(out_path / "results.nc", checkpoint, checkpoint.is_file())
+    result = run_sample(spec, outputs, progress=False)
+    summary = result_summary(result)
+    summary["results_file"] = (out_path / "results.nc").relative_to(out_path.parent.parent)
+    summary["results_file"] = summary["results_file"].as_posix()
+    return summary
+
+
+def summarize_sample(result: Mapping[str, Any]) -> dict[str, Any]:
+    """Scan job hook: the headline columns of a sample task in the scan's summary table."""
+    obs = result.get("observables", {})
+    absm = obs.get("abs_magnetization", {})
+    chi = obs.get("two_point_susceptibility", {})
+    return {
+        "acceptance": result.get("acceptance"),
+        "|m|": absm.get("mean"),
+        "|m|_err": absm.get("err"),
+        "tau_int(|m|)": absm.get("tau_int"),
+        "tau_int(M^2/V)": chi.get("tau_int"),
+        "wall_time_s": result.get("wall_time_s"),
+    }
