@@ -16,6 +16,7 @@ if str(ROOT) not in sys.path:  # run as `python analysis/x.py` from a source che
     sys.path.insert(0, str(ROOT))
 
 from lattice_samplers.run import versions  # noqa: E402
+
 from lattice_samplers.summary import write_csv, write_json  # noqa: E402,F401 (re-exported)
 
 

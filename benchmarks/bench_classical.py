@@ -19,11 +19,11 @@ import statistics
 import time
 
 import numpy as np
+from lattice_samplers.run import run_sampler
 from numba import njit
 
 from lattice_samplers import observables
 from lattice_samplers.kernels.cluster import wolff_update
-from lattice_samplers.run import run_sampler
 from lattice_samplers.samplers import ClusterSampler, HMCSampler, MetropolisSampler, Sampler
 from lattice_samplers.summary import summarize_series
 from lattice_samplers.theory import Phi4Theory

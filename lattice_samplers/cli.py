@@ -13,6 +13,12 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+__all__ = [
+    "COMMANDS",
+    "build_parser",
+    "main",
+]
+
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "compare": (

@@ -17,6 +17,15 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+__all__ = [
+    "ConfigError",
+    "T",
+    "apply_overrides",
+    "check_sections",
+    "load_config",
+    "section_to_dataclass",
+]
+
 T = TypeVar("T")
 
 

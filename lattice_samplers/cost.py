@@ -22,6 +22,13 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
+__all__ = [
+    "BreakEven",
+    "CostEstimate",
+    "break_even",
+    "cost_per_effective_sample",
+]
+
 
 @dataclass(frozen=True)
 class CostEstimate:

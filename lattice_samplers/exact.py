@@ -26,6 +26,20 @@ from scipy import integrate, special
 
 from lattice_samplers.theory import Phi4Theory
 
+__all__ = [
+    "FreeFieldSampler",
+    "free_action_density",
+    "free_correlation_length",
+    "free_kernel_momentum",
+    "free_phi2",
+    "free_propagator_momentum",
+    "free_susceptibility",
+    "free_two_point",
+    "free_zero_momentum_correlator",
+    "one_site_moments",
+    "tiny_lattice_moments",
+]
+
 # ----------------------------------------------------------------------------- free field
 
 
@@ -163,7 +177,7 @@ class FreeFieldSampler:
 
     @property
     def log_z(self) -> float:
-        """log Z of the theory, Z = integral of exp(-S) with S including V c0."""
+        """Log Z of the theory, Z = integral of exp(-S) with S including V c0."""
         return -self._log_norm - self.theory.volume * self.theory.c0
 
     def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

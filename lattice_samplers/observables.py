@@ -43,6 +43,27 @@ import numpy as np
 
 from lattice_samplers.theory import Phi4Theory
 
+__all__ = [
+    "SCALAR_OBSERVABLES",
+    "abs_magnetization",
+    "action_density",
+    "binder_cumulant",
+    "connected_susceptibility",
+    "effective_mass",
+    "ising_energy",
+    "jackknife",
+    "magnetization",
+    "measure",
+    "phi2",
+    "second_moment_correlation_length",
+    "second_moment_xi",
+    "two_point_function",
+    "two_point_momentum",
+    "two_point_pmin",
+    "two_point_susceptibility",
+    "zero_momentum_correlator",
+]
+
 #: Keys of :func:`measure`, the standard scalar series stored by every sampler.
 SCALAR_OBSERVABLES: tuple[str, ...] = (
     "magnetization",

@@ -18,6 +18,13 @@ from typing import Any
 import numpy as np
 from scipy.special import erfc
 
+__all__ = [
+    "DEFAULT_TARGETS",
+    "first_reached",
+    "fit_growth",
+    "lognormal_acceptance",
+]
+
 #: Target acceptances of the scaling study.
 DEFAULT_TARGETS: tuple[float, ...] = (0.3, 0.5, 0.7)
 

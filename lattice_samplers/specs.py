@@ -145,8 +145,7 @@ class SampleSpec:
 
 
 def sample_spec(config: Mapping[str, Any]) -> SampleSpec:
-    """Validate a ``sample`` config: sections ``theory``, ``sampler``, ``run`` and the
-    classical samplers' own sections.
+    """Validate a ``sample`` config (``theory``, ``sampler``, ``run``, samplers' sections).
 
     ``[sampler] kind`` picks the sampler (default :data:`DEFAULT_SAMPLER`); its settings come
     from the section named after it (``[hmc]``, as in ``compare``) and may also be given in
@@ -171,9 +170,11 @@ def sample_spec(config: Mapping[str, Any]) -> SampleSpec:
 def flow_specs(
     config: Mapping[str, Any], theory: Phi4Theory, default_seed: int | None = None
 ) -> tuple[Any, Any]:
-    """The ``[flow]`` and ``[train]`` sections as (FlowConfig, TrainConfig), checked against
-    the theory (loads torch).  ``default_seed`` is the training seed when ``[train]`` has
-    none (``compare`` uses its ``[run]`` seed)."""
+    """The ``[flow]`` and ``[train]`` sections as (FlowConfig, TrainConfig) for a theory.
+
+    Loads torch.  ``default_seed`` is the training seed when ``[train]`` has none
+    (``compare`` uses its ``[run]`` seed).
+    """
     from lattice_samplers.flows import FlowConfig, TrainConfig
     from lattice_samplers.flows.model import check_device
 
@@ -205,8 +206,7 @@ class TrainSpec:
 
 
 def train_spec(config: Mapping[str, Any], study: bool = False) -> TrainSpec:
-    """Validate a ``train`` config (sections theory, flow, train; with ``study``, also
-    ``[study] targets`` as the scaling job reads it)."""
+    """Validate a ``train`` config (theory, flow, train; ``study`` adds ``[study] targets``)."""
     check_sections(config, ("theory", "flow", "train", *(("study",) if study else ())))
     theory = theory_from_config(config)
     flow, train = flow_specs(config, theory)
@@ -280,8 +280,11 @@ COMPARE_SECTIONS = ("theory", "run", "compare", *CLASSICAL, "flow", "train", "im
 def compare_spec(
     config: Mapping[str, Any], flow_checkpoint: str | Path | None = None
 ) -> CompareSpec:
-    """Validate a ``compare`` config (a partial ``[theory]`` is completed from the default
-    point) without running anything; ``flow_checkpoint`` overrides ``[compare]``'s."""
+    """Validate a ``compare`` config without running anything.
+
+    A partial ``[theory]`` is completed from the default point; ``flow_checkpoint`` overrides
+    ``[compare]``'s and is read here, once.
+    """
     check_sections(config, COMPARE_SECTIONS)
     theory = theory_from_config(config, complete_from_default=True)
     run = section_to_dataclass(RunSettings, config.get("run"), "run")

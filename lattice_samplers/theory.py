@@ -38,6 +38,11 @@ from typing import Any
 
 import numpy as np
 
+__all__ = [
+    "PARAMETRIZATIONS",
+    "Phi4Theory",
+]
+
 #: Coupling names required by each parametrization, in canonical order.
 PARAMETRIZATIONS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
@@ -223,8 +228,11 @@ class Phi4Theory:
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> Phi4Theory:
-        """Inverse of :meth:`to_dict`; also reads records whose couplings sit in a
-        ``couplings`` sub-dict (flow checkpoints) and ignores ``hopping_form``."""
+        """Inverse of :meth:`to_dict`.
+
+        Also reads records whose couplings sit in a ``couplings`` sub-dict (flow checkpoints);
+        ``hopping_form`` is ignored.
+        """
         parametrization = record["parametrization"]
         if parametrization not in PARAMETRIZATIONS:
             raise ValueError(f"unknown parametrization {parametrization!r}")

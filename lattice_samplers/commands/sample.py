@@ -33,8 +33,10 @@ __all__ = ["add_arguments", "format_table", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``sample``: CONFIG, --set, --json, --out, --checkpoint, --resume,
-    --overwrite, progress."""
+    """Arguments of ``sample``: CONFIG, --set, --json, --out, --checkpoint, --resume, ...
+
+    Also --overwrite and the progress switch.
+    """
     add_common_arguments(parser)
     parser.add_argument(
         "--out", metavar="FILE", default=None, help="write the results file (netCDF) here"

@@ -21,6 +21,11 @@ from lattice_samplers.records import environment
 from lattice_samplers.specs import TuneSettings
 from lattice_samplers.workflows import tune
 
+__all__ = [
+    "add_arguments",
+    "run",
+]
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the tune command's arguments."""

@@ -326,7 +326,7 @@ class Flow(nn.Module):
         return self._run(phi, inverse=True)
 
     def log_prior(self, z: torch.Tensor) -> torch.Tensor:
-        """log N(z; 0, 1) summed over sites, shape ``(n,)``."""
+        """Log N(z; 0, 1) summed over sites, shape ``(n,)``."""
         return -0.5 * (z * z).sum(dim=(-2, -1)) - 0.5 * self.volume * math.log(2.0 * math.pi)
 
     def prior_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:

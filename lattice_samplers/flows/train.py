@@ -326,7 +326,8 @@ def default_threads() -> int:
     """``OMP_NUM_THREADS`` when set (by a scan worker, torchrun or the user), else the physical
     cores: a process that was told to stay single-threaded must not start a thread per core,
     since oversubscribed OpenMP threads spin against each other (measured here: 30x slower
-    training with two 2-thread processes on 2 cores)."""
+    training with two 2-thread processes on 2 cores).
+    """
     env = os.environ.get("OMP_NUM_THREADS", "")
     return int(env) if env.isdigit() and int(env) > 0 else physical_cores()
 
@@ -349,7 +350,8 @@ def _seeds(seed: int) -> dict[str, int]:
 
 def _stream_seeds(seed: int, n_streams: int) -> list[int]:
     """Seeds of the prior-noise streams: the ``train_noise`` seed itself for one stream, else
-    ``n_streams`` children spawned from its SeedSequence."""
+    ``n_streams`` children spawned from its SeedSequence.
+    """
     if n_streams == 1:
         return [_seeds(seed)["train_noise"]]
     parent = np.random.SeedSequence(seed).spawn(3)[1]  # the train_noise child of _seeds

@@ -21,6 +21,13 @@ from numba import njit
 from lattice_samplers.kernels.common import measure_into
 from lattice_samplers.kernels.metropolis import sweep
 
+__all__ = [
+    "BROKEN_BOND_ALWAYS",
+    "CLUSTER_STAT_NAMES",
+    "cluster_block",
+    "wolff_update",
+]
+
 #: Test-only negative control: activate every same-sign bond (p = 1), ignoring |phi_x phi_y|.
 BROKEN_BOND_ALWAYS = 3
 

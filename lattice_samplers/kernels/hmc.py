@@ -78,7 +78,7 @@ def _kick_drift(
     c4: float,
     edge: np.ndarray,
 ) -> None:
-    """mom -= eps_kick * dS/dphi(phi), then phi_out = phi + eps_drift * mom, in one pass.
+    """Mom -= eps_kick * dS/dphi(phi), then phi_out = phi + eps_drift * mom, in one pass.
 
     Every kick of a trajectory but the last is followed by a drift; fusing them (reading
     ``phi``, writing the drifted field into another buffer, so neighbours still see the
@@ -147,7 +147,7 @@ def _kick_store(
     c4: float,
     force: np.ndarray,
 ) -> float:
-    """mom -= eps * F, force = F = dS/dphi (the next trajectory's cache); returns 1/2 sum mom^2.
+    """Mom -= eps * F, force = F = dS/dphi (the next trajectory's cache); returns 1/2 sum mom^2.
 
     The last kick of a trajectory: storing the force and summing the kinetic energy here saves
     two passes over the lattice.

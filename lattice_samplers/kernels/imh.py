@@ -11,6 +11,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+__all__ = [
+    "imh_pass",
+]
+
 
 @njit(cache=True)
 def imh_pass(

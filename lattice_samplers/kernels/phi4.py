@@ -11,6 +11,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+__all__ = [
+    "action",
+    "batch_action",
+    "force",
+    "local_delta_action",
+    "neighbour_sum",
+]
+
 
 @njit(cache=True)
 def action(phi: np.ndarray, h: float, c2: float, c4: float) -> float:

@@ -246,8 +246,10 @@ class Sampler(ABC):
         """Raise ValueError if the sampler cannot sample ``self.theory`` (default: any)."""
 
     def init(self, phi0: np.ndarray | None = None, rng: np.random.Generator | None = None) -> State:
-        """The starting state: ``phi0`` (copied; the zero field if None), its action and
-        observables.  Samplers that cache more (forces, momenta, log weights) override it."""
+        """The starting state: ``phi0`` (copied; the zero field if None) with its observables.
+
+        Samplers that cache more (forces, momenta, log weights) override it.
+        """
         phi = self._initial_field(phi0)
         scalars = self._new_scalars()
         h, c2, c4 = self.theory.hopping

@@ -1,5 +1,7 @@
-"""Independence Metropolis-Hastings with an external proposal (a trained flow, the exact free
-field, or anything else that returns its log density).
+"""Independence Metropolis-Hastings with an external proposal.
+
+The proposal is a trained flow, the exact free field, or anything else that returns its log
+density.
 
 A step offers one proposal phi' ~ q, independent of the current state, and accepts it with
 probability min(1, w(phi') / w(phi)), w = exp(-S - log q).  Proposals are drawn in large
@@ -33,6 +35,13 @@ from lattice_samplers.kernels.phi4 import batch_action
 from lattice_samplers.observables import measure
 from lattice_samplers.samplers.base import OBSERVABLE_NAMES, Sampler, State
 from lattice_samplers.theory import Phi4Theory
+
+__all__ = [
+    "IMHSettings",
+    "IndependenceMetropolisSampler",
+    "Proposal",
+    "imh_diagnostics",
+]
 
 
 @runtime_checkable

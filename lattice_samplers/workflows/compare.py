@@ -1,5 +1,4 @@
-"""Side-by-side comparison of every sampler on one theory point, with the flow's training
-counted: the engine behind ``lattice-samplers compare``.
+"""The ``compare`` workflow: every sampler on one theory point, the flow's training counted.
 
 All samplers run on the same theory, the same machine and in the same process, one after the
 other, with the same chain lengths (``[run]``), and are summarized by the same code
@@ -44,6 +43,17 @@ from lattice_samplers.summary import (
     diagnostics,
     summarize_observables,
 )
+
+__all__ = [
+    "Comparison",
+    "SamplerRun",
+    "TABLE_OBSERVABLES",
+    "compare_task",
+    "run_comparison",
+    "summarize_compare",
+    "validate_compare",
+    "write_outputs",
+]
 
 #: Observables shown in the printed table (all are in the JSON and CSV).
 TABLE_OBSERVABLES = ("abs_magnetization", "two_point_susceptibility", "action_density")

@@ -52,6 +52,20 @@ from lattice_samplers.specs import TuneSettings, tune_settings
 from lattice_samplers.theory import Phi4Theory
 from lattice_samplers.tuned import TABLE_COLUMNS
 
+__all__ = [
+    "PAPER_BETA",
+    "TuneResult",
+    "XiPoint",
+    "interpolate_paper_beta",
+    "measure_xi_over_L",
+    "result_from_dict",
+    "summarize_tune",
+    "tune_beta",
+    "tune_task",
+    "validate_tune",
+    "write_table",
+]
+
 #: The paper's beta(L) at lam = 0.5, xi = L/4 (arXiv:2112.15532), the starting guesses.
 PAPER_BETA: Mapping[int, float] = {
     6: 0.537,
@@ -315,7 +329,7 @@ def _fit_indices(
 
 
 def interpolate_paper_beta(L: int) -> float:
-    """beta for lam = 0.5 and xi = L/4 from the paper's table (linear in L, clamped)."""
+    """Beta for lam = 0.5 and xi = L/4 from the paper's table (linear in L, clamped)."""
     Ls = np.array(sorted(PAPER_BETA), dtype=float)
     betas = np.array([PAPER_BETA[int(k)] for k in Ls])
     return float(np.interp(L, Ls, betas))
