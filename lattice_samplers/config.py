@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import tomllib
 import types
 import typing
@@ -18,6 +19,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 __all__ = [
+    "MEMORY_FRACTION",
+    "physical_memory",
+    "require_memory",
     "ConfigError",
     "T",
     "apply_overrides",
@@ -127,9 +131,11 @@ def section_to_dataclass(cls: type[T], data: Mapping[str, Any] | None, section: 
     ConfigError
         For an unknown key, a wrong type, or a value rejected by ``cls.__post_init__``.
     """
-    data = dict(data or {})
-    if not isinstance(data, dict):
-        raise ConfigError(f"[{section}] must be a table")
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"[{section}] must be a table, got {data!r}")
+    data = dict(data)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
@@ -164,4 +170,32 @@ def check_sections(config: Mapping[str, Any], allowed: Iterable[str]) -> None:
     if unknown:
         raise ConfigError(
             f"unknown config section(s): {', '.join(unknown)} (allowed: {', '.join(allowed)})"
+        )
+
+
+#: Largest share of the machine's memory one run's arrays may take.
+MEMORY_FRACTION = 0.8
+
+
+def physical_memory() -> int | None:
+    """Bytes of physical memory of this machine (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def require_memory(n_bytes: float, what: str, hint: str) -> None:
+    """Refuse up front, in one line, work whose arrays would not fit in memory.
+
+    Raises
+    ------
+    ConfigError
+        Naming what needs the memory, the bytes needed and available, and ``hint``.
+    """
+    have = physical_memory()
+    if have is not None and n_bytes > MEMORY_FRACTION * have:
+        raise ConfigError(
+            f"{what} needs {n_bytes / 2**30:.3g} GiB, more than this machine's "
+            f"{have / 2**30:.3g} GiB allows; {hint}"
         )

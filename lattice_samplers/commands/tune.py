@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lattice_samplers.commands.common import add_progress_arguments, show_progress
 from lattice_samplers.config import ConfigError
 from lattice_samplers.records import environment
 from lattice_samplers.specs import TuneSettings
@@ -72,11 +73,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
         choices=("serial", "process", "dask"),
-        default="serial",
-        help="with --out: where the per-L tasks run",
+        default=None,
+        help="with --out: where the per-L tasks run (default serial)",
     )
     parser.add_argument("--workers", type=int, default=None, help="with --out: worker processes")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_progress_arguments(parser)
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -97,6 +99,11 @@ def run(args: argparse.Namespace) -> int:
     """Tune every requested L; exit status 0 when all converged, 1 otherwise."""
     if len(set(args.L)) != len(args.L):
         raise ConfigError(f"--L values repeat: {args.L}")
+    if args.out is None and (args.backend is not None or args.workers is not None):
+        raise ConfigError("--backend and --workers need --out (the per-L tasks run as a scan)")
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out} exists and is not a folder")
+    args.backend = args.backend or "serial"
     settings = _settings(args)
     # validate everything (all L) before spending CPU time
     for L in args.L:
@@ -110,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
             tune.tune_beta(
                 L,
                 seed=args.seed,
-                progress=None if args.json else lambda line: print(line, file=sys.stderr),
+                progress=None
+                if args.json or args.progress is False
+                else lambda line: print(line, file=sys.stderr),
                 **settings,
             )
             for L in args.L
@@ -147,7 +156,7 @@ def _run_table(args: argparse.Namespace, settings: dict[str, Any]) -> tuple[list
         out / "scan",
         backend=args.backend,
         workers=args.workers,
-        progress=not args.json,
+        progress=show_progress(args) and not args.json,
     )
     if not result.ok:
         failed = "; ".join(f"{r.task_id}: {r.error}" for r in result if r.error)

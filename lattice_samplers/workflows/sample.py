@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lattice_samplers.config import ConfigError
+from lattice_samplers.config import ConfigError, require_memory
 from lattice_samplers.driver import RunResult, RunSettings, run_sampler, write_results
 from lattice_samplers.kernels.common import N_OBS
 from lattice_samplers.records import OutputError, check_output_path
@@ -30,18 +30,6 @@ __all__ = [
     "validate_sample",
 ]
 
-#: Largest share of the machine's memory the recorded series may take.
-MEMORY_FRACTION = 0.8
-
-
-def _physical_memory() -> int | None:
-    try:
-        import os
-
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-
 
 def check_memory(run: RunSettings, n_stats: int) -> None:
     """Refuse a run whose recorded (chain, draw) series would not fit in memory.
@@ -51,14 +39,11 @@ def check_memory(run: RunSettings, n_stats: int) -> None:
     ConfigError
         Naming the bytes needed and the bytes available.
     """
-    need = run.n_chains * (run.n_steps // run.thin) * (N_OBS + n_stats) * 8
-    have = _physical_memory()
-    if have is not None and need > MEMORY_FRACTION * have:
-        raise ConfigError(
-            f"[run] n_steps = {run.n_steps} x n_chains = {run.n_chains} records "
-            f"{need / 2**30:.3g} GiB of series, more than this machine's "
-            f"{have / 2**30:.3g} GiB allows; raise run.thin or lower run.n_steps"
-        )
+    require_memory(
+        run.n_chains * (run.n_steps // run.thin) * (N_OBS + n_stats) * 8,
+        f"[run] n_steps = {run.n_steps} x n_chains = {run.n_chains} (the recorded series)",
+        "raise run.thin or lower run.n_steps",
+    )
 
 
 @dataclass(frozen=True)

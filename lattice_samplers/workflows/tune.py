@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from lattice_samplers import observables
+from lattice_samplers.config import require_memory
 from lattice_samplers.driver import BlockReport, RunSettings, run_sampler
 from lattice_samplers.records import write_csv, write_json
 from lattice_samplers.samplers import make_sampler
@@ -238,6 +239,11 @@ def _two_point_series(
     are the driver's own (the first 3/4 of ``n_therm``); the chain's stream is
     ``SeedSequence(seed).spawn(1)[0]``.
     """
+    require_memory(
+        (min(_CHUNK, n_steps) + 4) * theory.volume * 8 + 2 * n_steps * 8,
+        f"tune at L = {theory.L} (buffered fields and series)",
+        "lower L or n_steps",
+    )
     sampler = make_sampler(kind, theory)
     run = RunSettings(n_steps=n_steps, n_therm=n_therm, n_chains=1, seed=seed, block_size=1)
     buf = np.empty((min(_CHUNK, n_steps), *theory.shape))
