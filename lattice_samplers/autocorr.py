@@ -52,6 +52,7 @@ __all__ = [
     "derived_gamma_method",
     "emcee_tau",
     "gamma_method",
+    "running_tau_int",
 ]
 
 CONVENTION = "lattice: tau_int = 1/2 + sum_t rho(t); ess = N / (2 tau_int)"
@@ -397,6 +398,31 @@ def gamma_method(
     )
     _warn(result.flags, "gamma", result)
     return result
+
+
+def running_tau_int(rho: np.ndarray, n_total: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """tau_int(W) = 1/2 + sum_{t=1}^W rho(t) against the window W, with its error band.
+
+    The classic Gamma-method plot (Wolff, fig. 2): the error is Wolff's eq. (42),
+    2 tau_int(W) sqrt((W + 1/2 - tau_int(W)) / N), which grows with W while the bias
+    falls; the automatic window balances the two.
+
+    Parameters
+    ----------
+    rho : array_like
+        rho(0..W_max), e.g. ``gamma_method(x, max_lag=...).rho``.
+    n_total : int
+        Number of draws N over all chains.
+
+    Returns
+    -------
+    (windows, tau, err) : three arrays of length W_max + 1 (W = 0..W_max).
+    """
+    rho = np.asarray(rho, dtype=float)
+    windows = np.arange(rho.size)
+    tau = 0.5 + np.concatenate([[0.0], np.cumsum(rho[1:])])
+    err = 2.0 * np.abs(tau) * np.sqrt(np.maximum(windows + 0.5 - tau, 0.0) / n_total)
+    return windows, tau, err
 
 
 def derived_gamma_method(
