@@ -226,3 +226,24 @@ def test_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert v["n_chains"] == 2 and v["n_draws"] == (20_000 - 100) // 2
     assert data["burn"] == 100 and data["thin"] == 2
     assert 0 < v["tau_int"] < TAU_EXACT  # thinning by 2 roughly halves tau_int
+
+
+def test_reads_the_observables_of_a_results_file(tmp_path: Path) -> None:
+    """A file laid out like lattice_samplers.io's (observables + sample_stats groups)."""
+    import xarray as xr
+
+    from lattice_samplers.io import RESULTS_FORMAT
+
+    x = ar1(0.5, 2, 1000, seed=10)
+    coords = {"chain": [0, 1], "draw": np.arange(1000)}
+    tree = xr.DataTree.from_dict(
+        {
+            "/": xr.Dataset(attrs={"format": RESULTS_FORMAT}),
+            "observables": xr.Dataset({"phi2": (("chain", "draw"), x)}, coords=coords),
+            "sample_stats": xr.Dataset({"delta_h": (("chain", "draw"), -x)}, coords=coords),
+        }
+    )
+    tree.to_netcdf(tmp_path / "run.nc", engine="h5netcdf")
+    chains = read_chains([tmp_path / "run.nc"])
+    assert list(chains) == ["phi2"]
+    np.testing.assert_array_equal(chains["phi2"], x)
