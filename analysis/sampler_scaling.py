@@ -114,6 +114,14 @@ def collect(scan: Any) -> list[dict[str, Any]]:
                 row[f"{obs}_err"] = o["err"]
                 row[f"tau_int_{obs}"] = o["tau_int"]
                 row[f"tau_int_{obs}_err"] = o["tau_int_err"]
+                # both estimators (summaries since issue 12; absent in older task records)
+                columns = {
+                    "tau_int_gamma": f"tau_int_gamma_{obs}",
+                    "tau_int_gamma_err": f"tau_int_gamma_{obs}_err",
+                    "tau_int_arviz": f"tau_int_arviz_{obs}",
+                    "r_hat": f"r_hat_{obs}",
+                }
+                row.update({col: o[key] for key, col in columns.items() if key in o})
                 row[f"cost_per_ess_{obs}_s"] = s["cost_per_ess_s"][obs]
                 row[f"cost_per_ess_{obs}_with_training_s"] = s["cost_per_ess_with_training_s"][obs]
                 c = s["cost"][obs]

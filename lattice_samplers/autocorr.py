@@ -16,7 +16,9 @@ Estimators:
 - :func:`derived_gamma_method`: the same for a function of several primary means
   (linearized error propagation, Wolff section 3).
 - :func:`arviz_ess`: ArviZ (``arviz_stats``) ESS, default ``method="mean"`` (the classic
-  autocorrelation ESS). This is the only module of the package that imports ArviZ.
+  autocorrelation ESS); :func:`arviz_ess_bulk` the rank-normalized bulk ESS and
+  :func:`arviz_rhat` the rank-normalized split R-hat. This is the only module of the package
+  that imports ArviZ.
 - :func:`emcee_tau`: ``emcee.autocorr.integrated_time`` as an independent cross-check.
 - :func:`acceptance_tau`: the observable-independent estimate for independence Metropolis
   from the accept/reject history (Albergo, Kanwar, Shanahan, arXiv:1904.12072).
@@ -39,14 +41,18 @@ from scipy import fft as sp_fft
 __all__ = [
     "CONVENTION",
     "FLAG_MESSAGES",
+    "R_HAT_MAX",
     "AutocorrResult",
     "AutocorrWarning",
     "acceptance_tau",
     "analyze",
     "arviz_ess",
+    "arviz_ess_bulk",
+    "arviz_rhat",
     "derived_gamma_method",
     "emcee_tau",
     "gamma_method",
+    "running_tau_int",
 ]
 
 CONVENTION = "lattice: tau_int = 1/2 + sum_t rho(t); ess = N / (2 tau_int)"
@@ -65,7 +71,14 @@ FLAG_MESSAGES = {
     "(strongly anticorrelated series)",
     "emcee_lag1_window": "emcee stopped its window at lag 1 (it does so for anticorrelated "
     "series), so its tau_int drops the alternating tail of rho(t)",
+    "estimators_disagree": "the Gamma method's and ArviZ's tau_int differ by more than 3 "
+    "errors; at least one of them is unreliable for this series",
+    "r_hat": "rank-normalized split R-hat > 1.01: the chains have not mixed (or one is stuck); "
+    "means, errors and tau_int are not trustworthy",
 }
+
+#: R-hat above this flags a summary (Vehtari et al. 2021).
+R_HAT_MAX = 1.01
 
 
 class AutocorrWarning(UserWarning):
@@ -387,6 +400,31 @@ def gamma_method(
     return result
 
 
+def running_tau_int(rho: np.ndarray, n_total: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """tau_int(W) = 1/2 + sum_{t=1}^W rho(t) against the window W, with its error band.
+
+    The classic Gamma-method plot (Wolff, fig. 2): the error is Wolff's eq. (42),
+    2 tau_int(W) sqrt((W + 1/2 - tau_int(W)) / N), which grows with W while the bias
+    falls; the automatic window balances the two.
+
+    Parameters
+    ----------
+    rho : array_like
+        rho(0..W_max), e.g. ``gamma_method(x, max_lag=...).rho``.
+    n_total : int
+        Number of draws N over all chains.
+
+    Returns
+    -------
+    (windows, tau, err) : three arrays of length W_max + 1 (W = 0..W_max).
+    """
+    rho = np.asarray(rho, dtype=float)
+    windows = np.arange(rho.size)
+    tau = 0.5 + np.concatenate([[0.0], np.cumsum(rho[1:])])
+    err = 2.0 * np.abs(tau) * np.sqrt(np.maximum(windows + 0.5 - tau, 0.0) / n_total)
+    return windows, tau, err
+
+
 def derived_gamma_method(
     func: Callable[..., float],
     series: Sequence[np.ndarray],
@@ -509,6 +547,49 @@ def arviz_ess(
     )
     _warn(flags, label, result)
     return result
+
+
+def arviz_ess_bulk(series: np.ndarray, *, min_length_ratio: float = 50.0) -> AutocorrResult:
+    """Rank-normalized bulk ESS from ArviZ, converted to the lattice tau_int.
+
+    The bulk ESS measures how well the chains resolve the centre of the distribution
+    (Vehtari et al. 2021); for a near-Gaussian observable it is close to the ``"mean"`` ESS.
+    Same guards as :func:`arviz_ess` (a constant series is ``"stuck"``, ess 0).
+
+    Returns
+    -------
+    AutocorrResult
+        ``method="arviz-bulk"``; ``tau_int = N' / (2 ess_bulk)``; ``err`` and ``tau_int_err``
+        NaN.
+    """
+    return arviz_ess(series, method="bulk", min_length_ratio=min_length_ratio)
+
+
+def arviz_rhat(series: np.ndarray) -> float:
+    """Rank-normalized split R-hat over the chains (``arviz_stats.rhat``, method "rank").
+
+    Parameters
+    ----------
+    series : array_like
+        Shape ``(n_draws,)`` or ``(n_chains, n_draws)``.
+
+    Returns
+    -------
+    float
+        max(bulk, folded) split R-hat; about 1 for well mixed chains, above
+        :data:`R_HAT_MAX` when they disagree. NaN for a single chain (ArviZ needs two) and
+        for a series that never fluctuates (ArviZ divides 0 by 0 there; such a series is
+        ``"stuck"`` for the ESS estimators). One stuck chain among fluctuating ones gives
+        a large R-hat, as it should.
+    """
+    import arviz_stats
+
+    chains = _as_chains(series)
+    if chains.shape[0] < 2 or np.ptp(chains) < np.finfo(float).resolution:
+        return float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # 0/0 inside ArviZ for stuck chains
+        return float(arviz_stats.rhat(chains, method="rank", chain_axis=0, draw_axis=1))
 
 
 # --------------------------------------------------------------------------- emcee

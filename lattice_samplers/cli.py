@@ -21,6 +21,10 @@ __all__ = [
 
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "analyze": (
+        "lattice_samplers.commands.analyze",
+        "tau_int, ESS and R-hat of chains from any program",
+    ),
     "compare": (
         "lattice_samplers.commands.compare",
         "run every sampler on one theory point and compare cost per effective sample",

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lattice_samplers.autocorr import gamma_method  # noqa: E402
+from lattice_samplers.autocorr import gamma_method, running_tau_int  # noqa: E402
 
 #: Readable labels of the scalar observables.
 LABELS = {
@@ -125,6 +125,68 @@ def comparison_figures(comparison: Any, out: Path) -> list[Path]:
         cost_figure({n: r.costs for n, r in runs.items()}, obs, out / "cost_per_ess.png"),
     ]
     return paths
+
+
+def gamma_window_figure(
+    rho: np.ndarray,
+    n_total: int,
+    window: int,
+    tau_int: float,
+    tau_int_err: float,
+    name: str,
+    path: Path,
+    tau_int_arviz: float | None = None,
+) -> Path:
+    """The Gamma-method plot of one series: rho(t) and the running tau_int(W) with its error.
+
+    Left: rho(t) with the automatic window W marked. Right: tau_int(W) = 1/2 + sum_{t<=W}
+    rho(t) with Wolff's error band, the chosen estimate at W (and ArviZ's tau_int, if given).
+    """
+    rho = np.asarray(rho, dtype=float)
+    windows, tau, err = running_tau_int(rho, n_total)
+    fig, (ax_rho, ax_tau) = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax_rho.plot(windows, rho, color="C0", lw=1)
+    ax_rho.axhline(0.0, color="k", lw=0.5)
+    ax_rho.axvline(window, color="C3", ls="--", lw=1, label=f"window W = {window}")
+    ax_rho.set_xlabel("lag t (draws)")
+    ax_rho.set_ylabel(f"ρ(t) of {name}")
+    ax_rho.legend(fontsize=8)
+    ax_tau.plot(windows, tau, color="C0", lw=1, label="τ_int(W) (Gamma method)")
+    ax_tau.fill_between(windows, tau - err, tau + err, color="C0", alpha=0.25, lw=0)
+    ax_tau.axvline(window, color="C3", ls="--", lw=1)
+    ax_tau.errorbar(
+        [window], [tau_int], yerr=[tau_int_err if np.isfinite(tau_int_err) else 0.0],
+        fmt="o", color="C3", capsize=3, label=f"τ_int = {tau_int:.4g} ± {tau_int_err:.2g}",
+    )  # fmt: skip
+    if tau_int_arviz is not None and np.isfinite(tau_int_arviz):
+        ax_tau.axhline(tau_int_arviz, color="C2", ls=":", label=f"ArviZ: {tau_int_arviz:.4g}")
+    ax_tau.set_xlabel("summation window W (draws)")
+    ax_tau.set_ylabel("τ_int(W) = 1/2 + Σ ρ(t)")
+    ax_tau.legend(fontsize=8)
+    fig.suptitle(f"{name}: Gamma method (lattice convention)", fontsize=10)
+    return _save(fig, path)
+
+
+def trace_figure(chains: np.ndarray, name: str, path: Path, max_draws: int = 5000) -> Path:
+    """Trace of every chain (the first ``max_draws`` draws) and each chain's histogram."""
+    chains = np.atleast_2d(np.asarray(chains, dtype=float))
+    n_draws = chains.shape[1]
+    fig, (ax_tr, ax_h) = plt.subplots(
+        1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [3, 1]}, sharey=True
+    )
+    bins = np.histogram_bin_edges(chains, bins=50)
+    for i, x in enumerate(chains):
+        color = f"C{i % 10}"
+        ax_tr.plot(np.arange(min(n_draws, max_draws)), x[:max_draws], lw=0.5, color=color,
+                   alpha=0.8, label=f"chain {i}")  # fmt: skip
+        ax_h.hist(x, bins=bins, orientation="horizontal", histtype="step", color=color)
+    shown = "all" if n_draws <= max_draws else f"first {max_draws} of {n_draws}"
+    ax_tr.set_xlabel(f"draw ({shown})")
+    ax_tr.set_ylabel(name)
+    if chains.shape[0] <= 8:
+        ax_tr.legend(fontsize=7, ncol=min(chains.shape[0], 4), loc="upper right")
+    ax_h.set_xlabel("count")
+    return _save(fig, path)
 
 
 def finite_or_nan(x: Any) -> float:

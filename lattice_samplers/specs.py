@@ -13,7 +13,10 @@ never raw sections.  Section schemas, shared by every command that has the secti
   may also sit in ``[sampler]`` itself, as in earlier versions).
 * ``[flow]``, ``[train]``: the flow's architecture and training (torch is loaded only when a
   config has them); ``[imh]``: the flow sampler's independence Metropolis settings.
-* ``[compare]``: :class:`CompareSettings`; ``[tune]``: :class:`TuneSettings`.
+* ``[compare]``: :class:`CompareSettings`; ``[tune]``: :class:`TuneSettings`;
+* ``[analysis]``: ``tau_estimator`` (``arviz``, the default, or ``gamma``): which estimate
+  of tau_int drives ``tau_int``, ``err``, ``ess`` and the costs in summaries
+  (:class:`lattice_samplers.summary.AnalysisSettings`).
 
 Errors are :class:`~lattice_samplers.config.ConfigError`: one line naming the section, key and
 problem.
@@ -34,6 +37,7 @@ from lattice_samplers.driver import RunSettings
 from lattice_samplers.samplers import SAMPLERS, Sampler
 from lattice_samplers.samplers.imh import IMHSettings
 from lattice_samplers.scaling import DEFAULT_TARGETS
+from lattice_samplers.summary import AnalysisSettings
 from lattice_samplers.theory import PARAMETRIZATIONS, Phi4Theory
 from lattice_samplers.tuned import resolve_tuned
 
@@ -142,6 +146,7 @@ class SampleSpec:
     sampler: Sampler
     run: RunSettings
     config: dict[str, Any]
+    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
 
 
 def sample_spec(config: Mapping[str, Any]) -> SampleSpec:
@@ -151,7 +156,7 @@ def sample_spec(config: Mapping[str, Any]) -> SampleSpec:
     from the section named after it (``[hmc]``, as in ``compare``) and may also be given in
     ``[sampler]`` itself; a key given in both is an error.
     """
-    check_sections(config, ("theory", "sampler", "run", *CLASSICAL))
+    check_sections(config, ("theory", "sampler", "run", "analysis", *CLASSICAL))
     theory = theory_from_config(config)
     inline = _table(config, "sampler")
     kind = inline.pop("kind", DEFAULT_SAMPLER)
@@ -163,7 +168,8 @@ def sample_spec(config: Mapping[str, Any]) -> SampleSpec:
         raise ConfigError(f"{', '.join(both)} given in both [sampler] and [{kind}]: keep one")
     sampler = classical_sampler(theory, kind, {**own, **inline}, "sampler" if inline else kind)
     run = section_to_dataclass(RunSettings, config.get("run"), "run")
-    return SampleSpec(theory, sampler, run, dict(config))
+    analysis = section_to_dataclass(AnalysisSettings, config.get("analysis"), "analysis")
+    return SampleSpec(theory, sampler, run, dict(config), analysis)
 
 
 # ----------------------------------------------------------------------------- flows
@@ -269,12 +275,13 @@ class CompareSpec:
     flow_config: Any = None
     train_config: Any = None
     imh: IMHSettings = field(default_factory=IMHSettings)
+    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     flow_checkpoint: Path | None = None
     flow_record: dict[str, Any] | None = None  # the checkpoint's contents, read once
 
 
 #: Sections a ``compare`` config may have.
-COMPARE_SECTIONS = ("theory", "run", "compare", *CLASSICAL, "flow", "train", "imh")
+COMPARE_SECTIONS = ("theory", "run", "compare", "analysis", *CLASSICAL, "flow", "train", "imh")
 
 
 def compare_spec(
@@ -301,6 +308,7 @@ def compare_spec(
     effective["theory"].pop("hopping_form", None)
     spec = CompareSpec(effective, theory, run, compare, samplers)
     spec.imh = section_to_dataclass(IMHSettings, config.get("imh"), "imh")
+    spec.analysis = section_to_dataclass(AnalysisSettings, config.get("analysis"), "analysis")
     if FLOW_SAMPLER in compare.samplers or "flow" in config or "train" in config:
         spec.flow_config, spec.train_config = flow_specs(config, theory, default_seed=run.seed)
     checkpoint = flow_checkpoint if flow_checkpoint is not None else compare.flow_checkpoint

@@ -14,14 +14,18 @@ from scipy.signal import lfilter
 
 from lattice_samplers.autocorr import (
     CONVENTION,
+    R_HAT_MAX,
     AutocorrResult,
     AutocorrWarning,
     acceptance_tau,
     analyze,
     arviz_ess,
+    arviz_ess_bulk,
+    arviz_rhat,
     derived_gamma_method,
     emcee_tau,
     gamma_method,
+    running_tau_int,
 )
 
 K_SIGMA = 4.0
@@ -337,3 +341,42 @@ def test_other_arviz_methods_are_selectable(method):
     res = analyze(ar1(0.5, 20_000, seed=53), method)
     assert res.method == method and np.isnan(res.err)
     assert 0.5 < res.tau_int < 3.0
+
+
+# --------------------------------------------------------------------------- R-hat, bulk ESS
+
+
+def test_arviz_rhat_of_mixed_chains_is_one():
+    x = ar1(0.9, 20_000, seed=40, n_chains=4)
+    assert abs(arviz_rhat(x) - 1.0) < 0.01
+
+
+def test_control_arviz_rhat_detects_shifted_chain():
+    x = ar1(0.9, 20_000, seed=40, n_chains=4)
+    x[3] += 1.0  # one chain in another "mode": R-hat must see it
+    assert arviz_rhat(x) > R_HAT_MAX
+
+
+def test_arviz_rhat_sees_one_stuck_chain_and_has_no_value_without_two_chains():
+    x = ar1(0.5, 5000, seed=41, n_chains=4)
+    x[2] = 0.0
+    assert arviz_rhat(x) > R_HAT_MAX
+    assert np.isnan(arviz_rhat(x[0])) and np.isnan(arviz_rhat(np.ones((4, 100))))
+
+
+def test_arviz_ess_bulk_reproduces_ar1_tau_int():
+    x = ar1(0.9, 50_000, seed=42, n_chains=2)
+    res = arviz_ess_bulk(x)
+    assert res.method == "arviz-bulk"
+    assert within_sigma(res.tau_int, tau_ar1(0.9), gamma_method(x).tau_int_err)
+    with pytest.warns(AutocorrWarning, match="does not fluctuate"):
+        assert arviz_ess_bulk(np.ones((2, 100))).ess == 0.0
+
+
+def test_running_tau_int_ends_at_the_gamma_estimate_without_bias_correction():
+    x = ar1(0.5, 20_000, seed=43)
+    res = gamma_method(x, bias_correction=False)
+    windows, tau, err = running_tau_int(res.rho, res.n)
+    assert windows[0] == 0 and tau[0] == 0.5 and err[0] == 0.0
+    assert tau[res.window] == pytest.approx(res.tau_int, rel=1e-12)
+    assert np.all(np.diff(err[: res.window + 1]) >= 0)

@@ -77,6 +77,17 @@ def format_table(summary: dict[str, Any]) -> str:
                 else ""
             )
         )
+    estimators = sorted(
+        {
+            str(o.get("estimator", "gamma"))
+            for s in samplers.values()
+            for o in s["observables"].values()
+        }
+    )
+    lines.append(
+        f"tau_int, ESS and costs by: {', '.join(estimators)} (both estimates, R-hat and flags "
+        "in summary.json/csv)"
+    )
     head = (
         f"{'sampler':<11}{'accept':>7}{'mean':>12}{'err':>9}{'tau_int':>9}{'+-':>7}"
         f"{'ESS/s':>10}{'s/ESS':>10}{'+train':>10}  {'break-even (flow steps)':<36}check"

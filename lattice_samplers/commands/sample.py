@@ -81,16 +81,9 @@ def format_table(summary: dict[str, Any]) -> str:
     diag = {k: v for k, v in summary["diagnostics"].items() if k != "acceptance"}
     if diag:
         lines.append("diagnostics: " + ", ".join(f"{k}={_fmt(v, '.5g')}" for k, v in diag.items()))
-    lines.append("")
-    header = f"{'observable':<26}{'mean':>14}{'err':>12}{'tau_int':>10}{'+-':>8}{'ess':>10}"
-    lines += [header, "-" * len(header)]
-    for name, s in summary["observables"].items():
-        flags = [f for f in s.get("flags", []) if f != "anticorrelated"]
-        lines.append(
-            f"{name:<26}{_fmt(s['mean'], '.6g'):>14}{_fmt(s['err'], '.2g'):>12}"
-            f"{_fmt(s['tau_int'], '.3g'):>10}{_fmt(s['tau_int_err'], '.2g'):>8}"
-            f"{_fmt(s['ess'], '.0f'):>10}" + (f"  [{', '.join(flags)}]" if flags else "")
-        )
+    from lattice_samplers.summary import format_observable_table
+
+    lines += ["", format_observable_table(summary["observables"])]
     lines.append("tau_int: " + summary["tau_int_convention"])
     return "\n".join(lines)
 
@@ -114,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return exc.exit_status
 
-    summary = result_summary(result)
+    summary = result_summary(result, tau_estimator=spec.analysis.tau_estimator)
     if outputs.results is not None:
         summary["out"] = str(outputs.results)
     if args.json:

@@ -236,7 +236,13 @@ def run_comparison(
         diag = diagnostics(result)
         if name == FLOW_SAMPLER:
             diag.update(imh_diagnostics(result.stats["accepted"], result.stats["log_weight"]))
-        runs[name] = SamplerRun(name, result, summarize_observables(result), diag, training_s)
+        runs[name] = SamplerRun(
+            name,
+            result,
+            summarize_observables(result, tau_estimator=plan.analysis.tau_estimator),
+            diag,
+            training_s,
+        )
         if out is not None:
             write_results(result, out / f"{name}.nc")
 
@@ -326,6 +332,13 @@ def _csv_rows(comparison: Comparison) -> list[dict[str, Any]]:
                     "tau_int": s["tau_int"],
                     "tau_int_err": s["tau_int_err"],
                     "ess": s["ess"],
+                    "estimator": s.get("estimator"),
+                    "tau_int_gamma": s.get("tau_int_gamma"),
+                    "tau_int_gamma_err": s.get("tau_int_gamma_err"),
+                    "window": s.get("window"),
+                    "tau_int_arviz": s.get("tau_int_arviz"),
+                    "ess_bulk": s.get("ess_bulk"),
+                    "r_hat": s.get("r_hat"),
                     "wall_time_s": r.result.wall_time_s,
                     "training_s": r.training_s,
                     "ess_per_s": c["ess"] / r.result.wall_time_s

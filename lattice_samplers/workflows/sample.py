@@ -146,7 +146,7 @@ def sample_task(config: Mapping[str, Any], out_path: Path) -> dict[str, Any]:
     checkpoint = out_path / "run.ckpt"
     outputs = SampleOutputs(out_path / "results.nc", checkpoint, checkpoint.is_file())
     result = run_sample(spec, outputs, progress=False)
-    summary = result_summary(result)
+    summary = result_summary(result, tau_estimator=spec.analysis.tau_estimator)
     summary["results_file"] = (out_path / "results.nc").relative_to(out_path.parent.parent)
     summary["results_file"] = summary["results_file"].as_posix()
     return summary
@@ -163,5 +163,8 @@ def summarize_sample(result: Mapping[str, Any]) -> dict[str, Any]:
         "|m|_err": absm.get("err"),
         "tau_int(|m|)": absm.get("tau_int"),
         "tau_int(M^2/V)": chi.get("tau_int"),
+        "tau_int_arviz(|m|)": absm.get("tau_int_arviz"),
+        "r_hat(|m|)": absm.get("r_hat"),
+        "estimator": absm.get("estimator"),
         "wall_time_s": result.get("wall_time_s"),
     }
