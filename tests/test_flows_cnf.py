@@ -265,8 +265,8 @@ def test_float32_matches_float64() -> None:
 def test_config_resolves_and_validates() -> None:
     arch = FlowConfig(family="cnf").resolve(ISING4)
     assert arch["family"] == "cnf" and arch["layers"] == []
-    assert (arch["cnf_frequencies"], arch["cnf_time_basis"]) == (8, 4)
-    assert (arch["kernel_radius"], arch["ode_steps"]) == (3, 20)
+    assert (arch["cnf_frequencies"], arch["cnf_time_basis"]) == (4, 4)
+    assert (arch["kernel_radius"], arch["ode_steps"]) == (3, 10)
     assert arch["free_field_base"] is True and arch["global_rescaling"] is True
     # coupling flows resolve exactly as before (old checkpoints stay compatible)
     assert "family" not in FlowConfig().resolve(ISING4)
