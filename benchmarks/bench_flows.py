@@ -1,15 +1,18 @@
 """Flow throughput: training steps/s and proposal samples/s, against a minimal plain-torch twin.
 
 For L = 8, 16, 20, the paper's dense family (8 Z2-equivariant affine couplings, one hidden
-layer of 2 L^2, tanh, global rescaling) and the tutorial's convolutional family (16 affine
-couplings, 3x3 circular convolutions with [8, 8] channels), in float32 and float64, it measures
+layer of 2 L^2, tanh, global rescaling), the tutorial's convolutional family (16 affine
+couplings, 3x3 circular convolutions with [8, 8] channels) and the equivariant continuous flow
+(``family = "cnf"`` with its defaults: free-field base, one RK4-integrated neural ODE with FFT
+convolutions, global rescaling), in float32 and float64, it measures
 
 * ``train/s``: full training steps per second of the package's trainer (batch 1000:
   sampling, loss, backward, Adam, plus the float64 log weights and the per-step
   independence-Metropolis pass);
 * ``core x``: the package's bare step (sample, loss, backward, Adam) over the same step of a
   minimal implementation: a hand-written loop of matmuls / convolutions and tanh on plain
-  tensors with the same weights, no modules (checked to give the same fields);
+  tensors with the same weights, no modules (for the cnf: an inline RK4 loop over the same
+  FFT convolutions and divergence); checked to give the same fields;
 * ``samples/s``: proposals per second from ``FlowProposal.sample`` (torch.inference_mode,
   large batches, float64 NumPy out) and ``sample x``, the ratio to the minimal twin doing the
   same (including the float64 conversion).
@@ -17,8 +20,8 @@ couplings, 3x3 circular convolutions with [8, 8] channels), in float32 and float
 A ratio of 1.00 means no framework overhead; the target is >= 0.90.  Timings are the best of
 interleaved repetitions (this machine is shared and noisy); ratios are measured side by side.
 Batches: training 1000 (dense) or 256 (conv: 3x3 convolutions with few channels are slow on
-CPUs; float64 ones, which have no oneDNN path, get a quarter of that on the CPU); proposals
-per call scale as 1/V for the dense family.
+CPUs; float64 ones, which have no oneDNN path, get a quarter of that on the CPU; cnf: 256, the
+batch of arXiv:2207.00283); proposals per call scale as 1/V for the dense family.
 
 Run: ``python benchmarks/bench_flows.py`` (about 2-3 minutes on 2 CPU cores);
 ``--device cuda`` on a GPU; ``--quick`` for a smoke run.
@@ -35,7 +38,13 @@ import torch.nn.functional as F
 
 from lattice_samplers.flows import FlowConfig, FlowProposal, TrainConfig
 from lattice_samplers.flows.action import phi4_action
-from lattice_samplers.flows.layers import AffineCoupling, GlobalRescaling, checkerboard_indices
+from lattice_samplers.flows.cnf import EquivariantCNFLayer
+from lattice_samplers.flows.layers import (
+    AffineCoupling,
+    FreeFieldLayer,
+    GlobalRescaling,
+    checkerboard_indices,
+)
 from lattice_samplers.flows.train import Trainer, set_torch_threads
 from lattice_samplers.theory import Phi4Theory
 
@@ -46,6 +55,8 @@ def family_config(family: str, dtype: str) -> FlowConfig:
     """The two benchmarked architecture families."""
     if family == "dense":
         return FlowConfig(dtype=dtype)
+    if family == "cnf":
+        return FlowConfig(family="cnf", dtype=dtype)
     return FlowConfig(
         conditioner="conv", n_layers=16, hidden=(8, 8), equivariant=False, dtype=dtype
     )
@@ -157,6 +168,80 @@ class Minimal:
         return phi, log_q
 
 
+class MinimalCNF:
+    """The cnf flow as plain tensor code: FFT base, an inline RK4 loop, rescaling."""
+
+    def __init__(self, flow, theory: Phi4Theory) -> None:
+        self.L, self.V = flow.L, flow.volume
+        self.sqrt_g = None
+        self.log_scale = None
+        for layer in flow.layers:
+            if isinstance(layer, FreeFieldLayer):
+                self.sqrt_g, self.base_log_det = layer.sqrt_g.clone(), layer.log_det_value
+            elif isinstance(layer, EquivariantCNFLayer):
+                self.weight = layer.weight.detach().clone()
+                self.omega = layer.omega.detach().clone()
+                self.steps, self.R = layer.ode_steps, layer.kernel_radius
+            elif isinstance(layer, GlobalRescaling):
+                self.log_scale = layer.log_scale.detach().clone()
+            else:
+                raise TypeError(type(layer))
+        self.params = [self.weight, self.omega]
+        if self.log_scale is not None:
+            self.params.append(self.log_scale)
+        # D4 orbits (a, b), a <= b <= R, of the displacements, periodically wrapped
+        L, R = self.L, self.R
+        keys = [(a, b) for b in range(R + 1) for a in range(b + 1)]
+        st = torch.zeros(len(keys), L, L, dtype=torch.float64)
+        for dx in range(-R, R + 1):
+            for dy in range(-R, R + 1):
+                st[keys.index(tuple(sorted((abs(dx), abs(dy))))), dx % L, dy % L] += 1
+        self.spec = torch.fft.rfft2(st).real.to(flow.dtype).to(flow.device)  # (O, L, L/2+1)
+        self.center = st[:, 0, 0].to(flow.dtype).to(flow.device)
+
+    def requires_grad_(self) -> MinimalCNF:
+        for p in self.params:
+            p.requires_grad_(True)
+        return self
+
+    def sample(self, n: int, gen: torch.Generator, dtype, device):
+        L, V = self.L, self.V
+        z = torch.randn((n, L, L), generator=gen, dtype=dtype, device=device)
+        log_det = torch.zeros(n, dtype=dtype, device=device)
+        x = z
+        if self.sqrt_g is not None:
+            x = torch.fft.irfft2(torch.fft.rfft2(x) * self.sqrt_g.to(dtype), s=(L, L))
+            log_det = log_det + self.base_log_det
+        h = 1.0 / self.steps
+        J = self.weight.shape[1]
+        om = self.omega.view(-1, 1, 1)
+
+        def field(t: float, x: torch.Tensor):
+            b = torch.cos(math.pi * t * torch.arange(J, dtype=dtype, device=device))
+            c = torch.einsum("fjo,j->fo", self.weight, b)  # (F + 1, O)
+            k_hat = torch.einsum("fo,oxy->fxy", c, self.spec)
+            k0 = c @ self.center
+            arg = om * x.unsqueeze(1)
+            feats = torch.cat([x.unsqueeze(1), torch.sin(arg)], dim=1)
+            v = torch.fft.irfft2((torch.fft.rfft2(feats) * k_hat).sum(1), s=(L, L))
+            div = k0[0] * V + torch.cos(arg).sum(dim=(2, 3)) @ (k0[1:] * self.omega)
+            return v, div
+
+        for i in range(self.steps):
+            t = i * h
+            k1, d1 = field(t, x)
+            k2, d2 = field(t + h / 2, x + h / 2 * k1)
+            k3, d3 = field(t + h / 2, x + h / 2 * k2)
+            k4, d4 = field(t + h, x + h * k3)
+            x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+            log_det = log_det + h / 6 * (d1 + 2 * d2 + 2 * d3 + d4)
+        if self.log_scale is not None:
+            x = x * torch.exp(self.log_scale)
+            log_det = log_det + V * self.log_scale
+        log_q = -0.5 * (z * z).sum(dim=(1, 2)) - 0.5 * V * math.log(2 * math.pi) - log_det
+        return x, log_q
+
+
 # ---------------------------------------------------------------------- timing
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
@@ -193,7 +278,7 @@ def bench_one(L: int, family: str, dtype: str, device: str, args) -> dict:
     theory = Phi4Theory.create(L, "ising", beta=BETA.get(L, 0.6), lam=0.5)
     cfg = family_config(family, dtype)
     tdt = torch.float32 if dtype == "float32" else torch.float64
-    batch = args.batch if family == "dense" else args.conv_batch
+    batch = {"dense": args.batch, "conv": args.conv_batch, "cnf": args.cnf_batch}[family]
     n = max(1024, args.samples * 64 // (L * L)) if family == "dense" else args.conv_samples
     if family == "conv" and dtype == "float64" and device == "cpu":
         # no oneDNN path for float64 convolutions: 4x smaller workloads keep the run short
@@ -204,7 +289,8 @@ def bench_one(L: int, family: str, dtype: str, device: str, args) -> dict:
         g = torch.Generator().manual_seed(0)
         for p in flow.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=g).to(p))
-    mini = Minimal(flow, theory)
+    twin = MinimalCNF if family == "cnf" else Minimal
+    mini = twin(flow, theory)
     # same architecture: same fields and densities from the same noise
     ga = torch.Generator(device=device).manual_seed(3)
     gb = torch.Generator(device=device).manual_seed(3)
@@ -216,7 +302,7 @@ def bench_one(L: int, family: str, dtype: str, device: str, args) -> dict:
     assert torch.allclose(qa, qb, rtol=tol, atol=tol * L * L), "minimal twin log_q differs"
 
     # ---- training: the package's bare step against the twin's, then the full step
-    mini_t = Minimal(flow, theory).requires_grad_()
+    mini_t = twin(flow, theory).requires_grad_()
     opt_f = torch.optim.Adam(flow.parameters(), lr=1e-6)
     opt_m = torch.optim.Adam(mini_t.params, lr=1e-6)
     h, c2, c4 = theory.hopping
@@ -277,13 +363,14 @@ def bench_one(L: int, family: str, dtype: str, device: str, args) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--L", type=int, nargs="+", default=[8, 16, 20])
-    ap.add_argument("--families", nargs="+", default=["dense", "conv"])
+    ap.add_argument("--families", nargs="+", default=["dense", "conv", "cnf"])
     ap.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch", type=int, default=1000, help="training batch (dense)")
     ap.add_argument("--conv-batch", type=int, default=256, help="training batch (conv)")
     ap.add_argument("--samples", type=int, default=8192, help="proposals per call at L = 8")
-    ap.add_argument("--conv-samples", type=int, default=1024, help="proposals per call (conv)")
+    ap.add_argument("--conv-samples", type=int, default=1024, help="proposals per call (conv, cnf)")
+    ap.add_argument("--cnf-batch", type=int, default=256, help="training batch (cnf)")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--min-time", type=float, default=0.3, help="seconds per timed block")
     ap.add_argument("--threads", type=int, default=None)
@@ -291,7 +378,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.L, args.samples, args.conv_samples, args.reps = [8], 2048, 256, 2
-        args.conv_batch, args.min_time = 64, 0.1
+        args.conv_batch, args.cnf_batch, args.min_time = 64, 64, 0.1
     threads = set_torch_threads(args.threads)
     dev = args.device
     name = torch.cuda.get_device_name() if dev.startswith("cuda") else f"{threads} CPU threads"

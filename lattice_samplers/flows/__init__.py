@@ -4,7 +4,8 @@ This is the only package folder that imports torch.  The public API:
 
 * :class:`FlowConfig`, :func:`build_flow`, :class:`Flow` (``flow.sample(n)`` gives float64
   NumPy ``(phi, log_q)``), :class:`FlowProposal` (the independence-Metropolis proposal);
-* :class:`TrainConfig`, :func:`train_flow`, :class:`TrainResult`;
+* :class:`TrainConfig`, :func:`train_flow`, :class:`TrainResult`; :func:`path_gradient_loss`
+  (the path-gradient reverse-KL surrogate, ``TrainConfig(gradient="path")``);
 * :func:`load_flow`, :func:`save_checkpoint`, :class:`CheckpointError`;
 * :class:`TorchAction` (torch twin of ``Phi4Theory.action``).
 """
@@ -17,6 +18,7 @@ from lattice_samplers.flows.checkpoint import (
     save_checkpoint,
 )
 from lattice_samplers.flows.model import Flow, FlowConfig, FlowProposal, build_flow
+from lattice_samplers.flows.path_gradient import PathGradientLoss, path_gradient_loss
 from lattice_samplers.flows.train import (
     TrainConfig,
     Trainer,
@@ -32,6 +34,7 @@ __all__ = [
     "Flow",
     "FlowConfig",
     "FlowProposal",
+    "PathGradientLoss",
     "TorchAction",
     "TrainConfig",
     "TrainResult",
@@ -39,6 +42,7 @@ __all__ = [
     "build_flow",
     "ess_kish",
     "imh_acceptance",
+    "path_gradient_loss",
     "load_flow",
     "phi4_action",
     "read_checkpoint",
