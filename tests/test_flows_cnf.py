@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import run_chains
 
 torch = pytest.importorskip("torch")
 
@@ -25,7 +26,6 @@ from lattice_samplers.flows.cnf import (  # noqa: E402
     orbit_stencils,
     transferable,
 )
-from lattice_samplers.run import run_sampler  # noqa: E402
 from lattice_samplers.samplers.imh import IMHSettings, IndependenceMetropolisSampler  # noqa: E402
 from lattice_samplers.theory import Phi4Theory  # noqa: E402
 
@@ -326,7 +326,7 @@ def test_proposal_and_independence_metropolis() -> None:
     sampler = IndependenceMetropolisSampler(
         free, IMHSettings(batch_size=512), proposal=FlowProposal(flow, seed=1)
     )
-    result = run_sampler(sampler, 1000, n_therm=10, seed=2, progress=False)
+    result = run_chains(sampler, 1000, n_therm=10, seed=2, progress=False)
     # the free-field base is exact for a free theory, the CNF starts near the identity
     assert 0.8 < result.acceptance <= 1.0
     assert np.isfinite(result.stats["log_weight"]).all()
