@@ -5,7 +5,7 @@ from CONFIG.toml, trains, and writes into the output folder:
 
 * ``checkpoint.pt``: weights, optimizer, scheduler, RNG states, history (resumable);
 * ``history.csv``: one row per step (loss, acceptance, ess_kish, ...; see
-  :mod:`lattice_samplers.flows.train`);
+  :mod:`lattice_samplers.flows.train.session`);
 * ``training.png``: loss and acceptance against step;
 * ``summary.json``: the ``--json`` summary plus the resolved configuration.
 
@@ -36,8 +36,6 @@ from lattice_samplers.config import (
     theory_from_config,
 )
 
-FIGURE_NAME = "training.png"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``train`` options to its subparser."""
@@ -52,32 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true", help="continue the checkpoint in the output folder"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-
-
-def plot_history(history: dict[str, Any], path: str | Path, target: float | None = None) -> None:
-    """Save a two-panel figure: loss, and batch / held-out acceptance, against step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    step = np.asarray(history["step"])
-    fig, (ax1, ax2) = plt.subplots(2, 1, sharex=True, figsize=(7, 6), constrained_layout=True)
-    ax1.plot(step, history["loss"], lw=0.8)
-    ax1.set_ylabel("loss = <log q + S>")
-    ax2.plot(step, history["acceptance"], lw=0.6, alpha=0.5, label="training batch")
-    ev = np.asarray(history["eval_acceptance"])
-    ok = np.isfinite(ev)
-    ax2.plot(step[ok], ev[ok], "o-", ms=3, label="held-out batch")
-    if target is not None:
-        ax2.axhline(target, color="k", ls="--", lw=0.8, label=f"target {target:g}")
-    ax2.set_ylim(0, 1)
-    ax2.set_xlabel("training step")
-    ax2.set_ylabel("IMH acceptance")
-    ax2.legend(loc="lower right")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    parser.add_argument(
+        "--init-from",
+        metavar="CHECKPOINT",
+        default=None,
+        help="warm start: begin with this checkpoint's weights (same [flow], any L, if the "
+        "parameter shapes agree)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
     from lattice_samplers.flows.distributed import session
     from lattice_samplers.flows.model import FlowConfig, check_device
-    from lattice_samplers.flows.train import TrainConfig, train_flow
+    from lattice_samplers.flows.train import TrainConfig, TrainingInterrupted, train_flow
 
     flow_cfg = section_to_dataclass(FlowConfig, config.get("flow"), "flow")
     train_cfg = section_to_dataclass(TrainConfig, config.get("train"), "train")
@@ -103,20 +82,24 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/flow_L{theory.L}_{theory.parametrization}")
 
     # a process group only under torchrun; train_flow checks the output folder before writing
-    with session(train_cfg.device) as comm:
-        _, result = train_flow(
-            theory,
-            flow_cfg,
-            train_cfg,
-            out_dir=out,
-            progress=not args.no_progress,
-            resume=args.resume,
-        )
+    try:
+        with session(train_cfg.device) as comm:
+            _, result = train_flow(
+                theory,
+                flow_cfg,
+                train_cfg,
+                out_dir=out,
+                progress=not args.no_progress,
+                resume=args.resume,
+                init_from=args.init_from,
+                figure=True,
+            )
+    except TrainingInterrupted as exc:
+        print(f"lattice-samplers train: {exc}", file=sys.stderr)
+        return exc.exit_status
     failed = result.stop_reason == "nonfinite_loss"
     if comm is not None and not comm.is_main:
         return 1 if failed else 0
-    if len(result.history["step"]):
-        plot_history(result.history, out / FIGURE_NAME, train_cfg.target_acceptance)
     summary = {**result.summary(), "out": str(out)}
     if args.json:
         print(json.dumps(summary))
@@ -138,7 +121,7 @@ def _print_summary(s: dict[str, Any]) -> None:
     print(f"{s['message']} ({s['stop_reason']})")
     print(
         f"held-out acceptance {_fmt(s['final_acceptance'])}, ess_kish {_fmt(s['ess_kish'])}, "
-        f"var log w {_fmt(s['var_log_weight'])}"
+        f"var log w {_fmt(s['var_log_weight'], '.4g')}"
     )
     if s["target_acceptance"] is not None:
         print(
