@@ -127,19 +127,29 @@ class NonFiniteLossError(FloatingPointError):
         self.cause = cause
 
 
-def _nonfinite_cause(loss: float, phi: torch.Tensor, log_q: torch.Tensor, s64: np.ndarray) -> str:
+def _nonfinite_cause(
+    loss: float, phi: torch.Tensor, log_q: torch.Tensor, action: TorchAction
+) -> str:
     """One phrase saying which part of the loss went non-finite first, and how often."""
     n = phi.shape[0]
-    bad_phi = int((~torch.isfinite(phi.detach()).flatten(1).all(dim=1)).sum())
+    phi, log_q = phi.detach(), log_q.detach()
+    finite_phi = torch.isfinite(phi).flatten(1).all(dim=1)
+    bad_phi = int((~finite_phi).sum())
     if bad_phi:
         return f"loss is {loss}; the flow produced non-finite fields in {bad_phi} of {n} samples"
-    bad_q = int((~torch.isfinite(log_q.detach())).sum())
+    big = f"{float(phi.abs().max()):.3g}"
+    bad_q = int((~torch.isfinite(log_q)).sum())
     if bad_q:
-        return f"loss is {loss}; log_q is non-finite for {bad_q} of {n} samples"
-    bad_s = int((~np.isfinite(s64)).sum())
+        return f"loss is {loss}; log_q is non-finite for {bad_q} of {n} samples (max |phi| {big})"
+    with torch.no_grad():
+        s = action(phi)
+    bad_s = int((~torch.isfinite(s)).sum())
     if bad_s:
-        return f"loss is {loss}; the action S(phi) is non-finite for {bad_s} of {n} samples"
-    return f"loss is {loss} (log_q + S overflowed in the flow's dtype)"
+        return (
+            f"loss is {loss}; the action S(phi) in {str(s.dtype).removeprefix('torch.')} is "
+            f"non-finite for {bad_s} of {n} samples (max |phi| {big})"
+        )
+    return f"loss is {loss}; the sum of log_q + S overflowed (max |phi| {big})"
 
 
 # ---------------------------------------------------------------------- seeds and schedules
@@ -371,8 +381,8 @@ class Trainer:
             loss_value = float(rows[:, -1].mean())  # equal parts: the combined batch's mean
             log_w = rows[:, :-1].reshape(-1).numpy()
         if not math.isfinite(loss_value):
-            s64 = self.action.float64(phi).cpu().numpy()
-            raise NonFiniteLossError(self.step + 1, _nonfinite_cause(loss_value, phi, log_q, s64))
+            cause = _nonfinite_cause(loss_value, phi, log_q, self.action)
+            raise NonFiniteLossError(self.step + 1, cause)
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
