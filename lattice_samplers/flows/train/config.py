@@ -96,8 +96,13 @@ class TrainConfig:
     device : str
         ``cpu`` (default) or ``cuda``.
     num_threads : int or None
-        torch CPU threads (default: ``OMP_NUM_THREADS`` if set, else the physical cores
-        available; under torchrun the physical cores shared among the processes of a node).
+        torch intra-op CPU threads (default 1).  None: ``OMP_NUM_THREADS`` if set, else the
+        physical cores available (under torchrun, shared among the processes of a node).
+        One thread is the default because torch's OpenMP threads spin against any other load
+        on their cores: measured on a shared 2-core machine (L = 6, the paper's family,
+        batch 1000, 25 steps, medians of 3, load average 5-9 from other work), training took
+        3.4 s with 1 thread and 43 s with 2; with one more busy-loop process, 5.2 s and 93 s.
+        Set it higher only on cores that are yours alone.
     prior_streams : int or None
         Draw each batch in this many equal parts from independent prior streams (default: one
         per process, i.e. 1 without torchrun; on resume, the checkpoint's number).  Must divide
@@ -120,7 +125,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     seed: int = 0
     device: str = "cpu"
-    num_threads: int | None = None
+    num_threads: int | None = 1
     prior_streams: int | None = None
 
     def __post_init__(self) -> None:

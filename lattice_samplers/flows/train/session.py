@@ -15,7 +15,8 @@ Every file goes through :func:`lattice_samplers.records.atomic_write`.
 Signals: SIGINT and SIGTERM set a flag that the loop reads at the next step boundary; the
 session then saves exactly what a periodic checkpoint at that step would hold and raises
 :class:`TrainingInterrupted`, so ``--resume`` continues bit for bit as if never stopped.  A
-second signal stops at once (no checkpoint: the state may be mid-step; the last one is kept).
+second signal of the same kind stops at once (no checkpoint: the state may be mid-step; the
+last one is kept).
 
 Time: ``train_s`` counts sampling, loss, backward, update and batch metrics; ``wall_s`` also
 counts held-out evaluations and checkpoint writing.  Both are cumulative over resumes;
@@ -185,7 +186,8 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 class _StopSignals:
-    """Context: SIGINT/SIGTERM set :attr:`signum`; a second one raises KeyboardInterrupt.
+    """Context: SIGINT/SIGTERM set :attr:`signum`; the same signal again raises
+    KeyboardInterrupt.
 
     Handlers can only be installed from the main thread; elsewhere this does nothing.
     """
@@ -195,9 +197,11 @@ class _StopSignals:
         self._old: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is not None:
+        # a repeated signal means "now"; another kind (torchrun follows SIGINT with SIGTERM
+        # to its workers) lets the pending stop finish its checkpoint
+        if self.signum == signum:
             raise KeyboardInterrupt
-        self.signum = signum
+        self.signum = self.signum or signum
 
     def __enter__(self) -> _StopSignals:
         if threading.current_thread() is threading.main_thread():
