@@ -388,3 +388,21 @@ def test_fit_returns_flow_and_history_and_writes_nothing(tmp_path, monkeypatch) 
     trained, history = fit(flow, TorchAction(ISING4), _quick(n_steps=4, eval_every=2), gen)
     assert trained is flow and history["step"] == [1, 2, 3, 4]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_fit_raises_the_nonfinite_loss_with_its_step(monkeypatch) -> None:
+    from lattice_samplers.flows.train import NonFiniteLossError
+
+    calls = {"n": 0}
+    original = TorchAction.__call__
+
+    def poisoned(self, phi):
+        calls["n"] += 1
+        s = original(self, phi)
+        return s * float("inf") * 0 if calls["n"] == 3 else s
+
+    monkeypatch.setattr(TorchAction, "__call__", poisoned)
+    flow = build_flow(ISING4, TINY, seed=1)
+    with pytest.raises(NonFiniteLossError, match="step 3") as info:
+        fit(flow, TorchAction(ISING4), _quick(n_steps=5, eval_every=100))
+    assert info.value.step == 3 and "\n" not in str(info.value)

@@ -495,12 +495,15 @@ class LoopOutcome:
         reason a callback returned.
     message : str
         For ``nonfinite_loss`` the one-line cause (step and what went non-finite), else "".
+    error : NonFiniteLossError or None
+        The error behind ``nonfinite_loss``.
     """
 
     flow: Flow
     history: dict[str, list[float]]
     stop_reason: str
     message: str = ""
+    error: NonFiniteLossError | None = None
 
 
 def run_loop(
@@ -518,7 +521,7 @@ def run_loop(
     end = cfg.n_steps if end is None else min(cfg.n_steps, end)
     if cfg.stop_at_target and trainer.steps_to_target()[0] is not None:
         return LoopOutcome(trainer.flow, trainer.history, "target")
-    stop_reason, message = "n_steps", ""
+    stop_reason, error = "n_steps", None
     while trainer.step < end:
         if cfg.time_budget_s is not None and trainer.train_s >= cfg.time_budget_s:
             stop_reason = "time_budget"
@@ -527,7 +530,7 @@ def run_loop(
         try:
             row = trainer.train_step()
         except NonFiniteLossError as exc:
-            stop_reason, message = "nonfinite_loss", str(exc)
+            stop_reason, error = "nonfinite_loss", exc
             break
         k = trainer.step
         is_eval = k % cfg.eval_every == 0 or k == end
@@ -554,7 +557,8 @@ def run_loop(
     else:
         if trainer.step < cfg.n_steps:
             stop_reason = "until_step"
-    return LoopOutcome(trainer.flow, trainer.history, stop_reason, message)
+    message = str(error) if error is not None else ""
+    return LoopOutcome(trainer.flow, trainer.history, stop_reason, message, error)
 
 
 def fit(
@@ -590,6 +594,6 @@ def fit(
     gens = None if generator is None else [generator]
     trainer = Trainer(flow, action, train_config, generators=gens)
     outcome = run_loop(trainer, callback=callback)
-    if outcome.stop_reason == "nonfinite_loss":
-        raise NonFiniteLossError(trainer.step + 1, outcome.message.split(": ", 1)[-1])
+    if outcome.error is not None:
+        raise outcome.error
     return outcome.flow, outcome.history
