@@ -283,7 +283,9 @@ def bench_one(L: int, family: str, dtype: str, device: str, args) -> dict:
     if family == "conv" and dtype == "float64" and device == "cpu":
         # no oneDNN path for float64 convolutions: 4x smaller workloads keep the run short
         batch, n = max(16, batch // 4), max(64, n // 4)
-    trainer = Trainer(theory, cfg, TrainConfig(batch_size=batch, device=device, seed=1, lr=1e-3))
+    trainer = Trainer.for_theory(
+        theory, cfg, TrainConfig(batch_size=batch, device=device, seed=1, lr=1e-3)
+    )
     flow = trainer.flow
     with torch.no_grad():  # generic weights, not the near-identity init
         g = torch.Generator().manual_seed(0)

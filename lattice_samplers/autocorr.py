@@ -51,6 +51,7 @@ __all__ = [
     "arviz_rhat",
     "derived_gamma_method",
     "emcee_tau",
+    "ess_kish",
     "gamma_method",
     "running_tau_int",
 ]
@@ -773,3 +774,18 @@ def analyze(series: np.ndarray, method: str = "gamma", **kwargs) -> AutocorrResu
         f"unknown method {method!r}; use 'gamma', 'arviz', 'arviz-<method>', 'emcee' "
         "or 'acceptance'"
     )
+
+
+def ess_kish(log_weight: np.ndarray) -> float:
+    """Kish importance-sampling effective sample size per sample, in [0, 1].
+
+    ``(sum w)^2 / (n sum w^2)`` over all ``n`` log weights, where a non-finite log weight
+    counts as a sample of weight zero (it is in ``n``, not in the sums); 0 if none is finite.
+    This is the one implementation in the package (flow training and the IMH sampler use it).
+    """
+    lw = np.asarray(log_weight, dtype=np.float64).ravel()
+    finite = np.isfinite(lw)
+    if not finite.any():
+        return 0.0
+    w = np.exp(lw[finite] - lw[finite].max())
+    return float(w.sum() ** 2 / (lw.size * (w * w).sum()))

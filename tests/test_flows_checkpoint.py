@@ -37,7 +37,7 @@ def test_round_trip_gives_identical_outputs(tmp_path) -> None:
     b, lb = loaded(z)
     assert torch.equal(a, b) and torch.equal(la, lb)
     data = read_checkpoint(path)
-    assert data["theory"]["couplings"] == {"beta": 0.5, "lam": 0.5}
+    assert Phi4Theory.from_dict(data["theory"]).couplings == {"beta": 0.5, "lam": 0.5}
     assert {"lattice_samplers", "torch", "numpy", "python"} <= set(data["versions"])
     assert data["n_parameters"] == flow.n_parameters
     # a folder holding checkpoint.pt is accepted too

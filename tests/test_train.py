@@ -253,7 +253,24 @@ def test_cli_train_end_to_end(tmp_path, capsys) -> None:
     assert "already exists" in capsys.readouterr().err
     assert (out / "checkpoint.pt").read_bytes() == before
     args = ["train", cfg, "--out", str(out), "--no-progress", "--resume", "--json"]
-    assert main([*args, "--set", "train.n_steps=30"]) == 0
+    assert main([*args, "--set", "train.n_steps=30"]) == 2  # the cosine schedule would change
+    err = capsys.readouterr().err.strip()
+    assert "n_steps: 20 -> 30" in err and len(err.splitlines()) == 1, err
+    assert (out / "checkpoint.pt").read_bytes() == before
+    # a constant learning rate may be extended
+    out2 = tmp_path / "const"
+    const = [
+        "train",
+        cfg,
+        "--out",
+        str(out2),
+        "--no-progress",
+        "--set",
+        "train.scheduler='constant'",
+    ]
+    assert main(const) == 0
+    capsys.readouterr()
+    assert main([*const, "--resume", "--json", "--set", "train.n_steps=30"]) == 0
     assert json.loads(capsys.readouterr().out)["n_steps"] == 30
 
 

@@ -26,7 +26,7 @@ from lattice_samplers.config import apply_overrides, load_config
 from lattice_samplers.driver import RunInterrupted
 from lattice_samplers.records import dumps
 from lattice_samplers.specs import sample_spec
-from lattice_samplers.summary import result_summary
+from lattice_samplers.summary import format_observable_table, result_summary
 from lattice_samplers.workflows.sample import plan_outputs, run_sample
 
 __all__ = ["add_arguments", "format_table", "run"]
@@ -81,7 +81,6 @@ def format_table(summary: dict[str, Any]) -> str:
     diag = {k: v for k, v in summary["diagnostics"].items() if k != "acceptance"}
     if diag:
         lines.append("diagnostics: " + ", ".join(f"{k}={_fmt(v, '.5g')}" for k, v in diag.items()))
-    from lattice_samplers.summary import format_observable_table
 
     lines += ["", format_observable_table(summary["observables"])]
     lines.append("tau_int: " + summary["tau_int_convention"])

@@ -5,7 +5,7 @@ from CONFIG.toml, trains, and writes into the output folder:
 
 * ``checkpoint.pt``: weights, optimizer, scheduler, RNG states, history (resumable);
 * ``history.csv``: one row per step (loss, acceptance, ess_kish, ...; see
-  :mod:`lattice_samplers.flows.train`);
+  :mod:`lattice_samplers.flows.train.session`);
 * ``training.png``: loss and acceptance against step;
 * ``summary.json``: the ``--json`` summary plus the resolved configuration.
 
@@ -20,23 +20,17 @@ output folder and prints.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from lattice_samplers.commands.common import add_common_arguments, show_progress
-from lattice_samplers.config import (
-    ConfigError,
-    apply_overrides,
-    check_sections,
-    load_config,
-    section_to_dataclass,
-)
-from lattice_samplers.specs import theory_from_config
+from lattice_samplers.config import apply_overrides, load_config
+from lattice_samplers.records import dumps
+from lattice_samplers.specs import train_spec
 
-FIGURE_NAME = "training.png"
+__all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,74 +45,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue the checkpoint in the output folder"
     )
-
-
-def plot_history(history: dict[str, Any], path: str | Path, target: float | None = None) -> None:
-    """Save a two-panel figure: loss, and batch / held-out acceptance, against step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    step = np.asarray(history["step"])
-    fig, (ax1, ax2) = plt.subplots(2, 1, sharex=True, figsize=(7, 6), constrained_layout=True)
-    ax1.plot(step, history["loss"], lw=0.8)
-    ax1.set_ylabel("loss = <log q + S>")
-    ax2.plot(step, history["acceptance"], lw=0.6, alpha=0.5, label="training batch")
-    ev = np.asarray(history["eval_acceptance"])
-    ok = np.isfinite(ev)
-    ax2.plot(step[ok], ev[ok], "o-", ms=3, label="held-out batch")
-    if target is not None:
-        ax2.axhline(target, color="k", ls="--", lw=0.8, label=f"target {target:g}")
-    ax2.set_ylim(0, 1)
-    ax2.set_xlabel("training step")
-    ax2.set_ylabel("IMH acceptance")
-    ax2.legend(loc="lower right")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    parser.add_argument(
+        "--init-from",
+        metavar="CHECKPOINT",
+        default=None,
+        help="warm start: begin with this checkpoint's weights (same [flow], any L, if the "
+        "parameter shapes agree)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Train as configured; print a summary (or one JSON object with --json)."""
-    config = apply_overrides(load_config(args.config), args.overrides)
-    check_sections(config, ("theory", "flow", "train"))
-    theory = theory_from_config(config)
-
-    from lattice_samplers.flows.distributed import session
-    from lattice_samplers.flows.model import FlowConfig, check_device
-    from lattice_samplers.flows.train import TrainConfig, train_flow
-
-    flow_cfg = section_to_dataclass(FlowConfig, config.get("flow"), "flow")
-    train_cfg = section_to_dataclass(TrainConfig, config.get("train"), "train")
-    try:
-        flow_cfg.resolve(theory)
-    except ValueError as exc:
-        raise ConfigError(f"[flow] {exc}") from None
-    try:
-        check_device(train_cfg.device)
-    except ValueError as exc:
-        raise ConfigError(f"[train] {exc}") from None
+    spec = train_spec(apply_overrides(load_config(args.config), args.overrides))
+    theory = spec.theory
     out = Path(args.out or f"runs/flow_L{theory.L}_{theory.parametrization}")
 
+    # torch, loaded only for this command
+    from lattice_samplers.flows.distributed import session
+    from lattice_samplers.flows.train import TrainingInterrupted, train_flow
+
     # a process group only under torchrun; train_flow checks the output folder before writing
-    with session(train_cfg.device) as comm:
-        _, result = train_flow(
-            theory,
-            flow_cfg,
-            train_cfg,
-            out_dir=out,
-            progress=show_progress(args),
-            resume=args.resume,
-        )
+    try:
+        with session(spec.train.device) as comm:
+            _, result = train_flow(
+                theory,
+                spec.flow,
+                spec.train,
+                out_dir=out,
+                progress=show_progress(args),
+                resume=args.resume,
+                init_from=args.init_from,
+                figure=True,
+            )
+    except TrainingInterrupted as exc:
+        print(f"lattice-samplers train: {exc}", file=sys.stderr)
+        return exc.exit_status
     failed = result.stop_reason == "nonfinite_loss"
     if comm is not None and not comm.is_main:
         return 1 if failed else 0
-    if len(result.history["step"]):
-        plot_history(result.history, out / FIGURE_NAME, train_cfg.target_acceptance)
     summary = {**result.summary(), "out": str(out)}
     if args.json:
-        print(json.dumps(summary))
+        print(dumps(summary))
     else:
         _print_summary(summary)
     if failed:
@@ -137,7 +104,7 @@ def _print_summary(s: dict[str, Any]) -> None:
     print(f"{s['message']} ({s['stop_reason']})")
     print(
         f"held-out acceptance {_fmt(s['final_acceptance'])}, ess_kish {_fmt(s['ess_kish'])}, "
-        f"var log w {_fmt(s['var_log_weight'])}"
+        f"var log w {_fmt(s['var_log_weight'], '.4g')}"
     )
     if s["target_acceptance"] is not None:
         print(

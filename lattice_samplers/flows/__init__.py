@@ -4,7 +4,8 @@ This is the only package folder that imports torch.  The public API:
 
 * :class:`FlowConfig`, :func:`build_flow`, :class:`Flow` (``flow.sample(n)`` gives float64
   NumPy ``(phi, log_q)``), :class:`FlowProposal` (the independence-Metropolis proposal);
-* :class:`TrainConfig`, :func:`train_flow`, :class:`TrainResult`; :func:`path_gradient_loss`
+* :class:`TrainConfig`, :func:`train_flow`, :class:`TrainResult`, :func:`init_from_checkpoint`,
+  :func:`train_curriculum` (see :mod:`lattice_samplers.flows.train`); :func:`path_gradient_loss`
   (the path-gradient reverse-KL surrogate, ``TrainConfig(gradient="path")``);
 * :func:`load_flow`, :func:`save_checkpoint`, :class:`CheckpointError`;
 * :class:`TorchAction` (torch twin of ``Phi4Theory.action``).
@@ -22,10 +23,13 @@ from lattice_samplers.flows.path_gradient import PathGradientLoss, path_gradient
 from lattice_samplers.flows.train import (
     TrainConfig,
     Trainer,
+    TrainingInterrupted,
     TrainResult,
     ess_kish,
     imh_acceptance,
+    init_from_checkpoint,
     set_torch_threads,
+    train_curriculum,
     train_flow,
 )
 
@@ -39,14 +43,17 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "Trainer",
+    "TrainingInterrupted",
     "build_flow",
     "ess_kish",
     "imh_acceptance",
+    "init_from_checkpoint",
     "path_gradient_loss",
     "load_flow",
     "phi4_action",
     "read_checkpoint",
     "save_checkpoint",
     "set_torch_threads",
+    "train_curriculum",
     "train_flow",
 ]

@@ -14,6 +14,11 @@ import torch
 
 from lattice_samplers.theory import Phi4Theory
 
+__all__ = [
+    "TorchAction",
+    "phi4_action",
+]
+
 
 def phi4_action(phi: torch.Tensor, h: float, c2: float, c4: float, c0: float = 0.0) -> torch.Tensor:
     """Return S(phi) of the hopping form for a batch of fields.

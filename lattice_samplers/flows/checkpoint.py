@@ -2,32 +2,48 @@
 
 A checkpoint is one ``torch.save`` file holding plain data (loaded with ``weights_only=True``):
 
-* ``theory``: L, parametrization, couplings (and the hopping form, for people);
+* ``theory``: :meth:`Phi4Theory.to_dict` (L, parametrization, couplings, hopping form); format
+  version 1 kept the couplings in a ``couplings`` sub-dict, which :meth:`Phi4Theory.from_dict`
+  also reads;
 * ``arch``: the resolved architecture (:meth:`FlowConfig.resolve`), ``flow_config`` as given;
-* ``model``: the state dict; ``n_parameters``; ``versions`` (package, torch, numpy, python);
+* ``model``: the state dict; ``n_parameters``; ``versions`` (from
+  :func:`lattice_samplers.records.versions`, plus torch);
 * ``train``: optional trainer state (step, optimizer, scheduler, RNG states, history).
 
 Loading refuses, with a one-line :class:`CheckpointError` (a ``ValueError``), a missing or
-foreign file, a different lattice size, theory or architecture.  Files are written atomically
-(temporary file + rename), so an interrupted save never destroys the previous checkpoint.
+foreign file, a different lattice size, theory or architecture.  Files are written with
+:func:`lattice_samplers.records.atomic_write`, so an interrupted save never destroys the
+previous checkpoint.
 """
 
 from __future__ import annotations
 
-import os
-import platform
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 import lattice_samplers
+from lattice_samplers import records
 from lattice_samplers.flows.model import Flow, FlowConfig, architecture_key, flow_from_arch
 from lattice_samplers.theory import Phi4Theory
 
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "CheckpointError",
+    "check_compatible",
+    "checkpoint_theory",
+    "load_flow",
+    "read_checkpoint",
+    "save_checkpoint",
+    "versions",
+]
+
 FORMAT = "lattice_samplers.flow_checkpoint"
-FORMAT_VERSION = 1
+#: Written now; 1 (couplings in a ``theory.couplings`` sub-dict) is still read.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 class CheckpointError(ValueError):
@@ -35,28 +51,21 @@ class CheckpointError(ValueError):
 
 
 def versions() -> dict[str, str]:
-    """Versions recorded in checkpoints."""
+    """Versions recorded in checkpoints.
+
+    :func:`lattice_samplers.records.versions` plus torch and this package (also when it is not
+    installed as a distribution).
+    """
     return {
+        **records.versions(),
         "lattice_samplers": lattice_samplers.__version__,
         "torch": str(torch.__version__),
-        "numpy": np.__version__,
-        "python": platform.python_version(),
     }
 
 
-def theory_record(theory: Phi4Theory) -> dict[str, Any]:
-    """JSON-friendly record of a theory from which :func:`theory_from_record` rebuilds it."""
-    return {
-        "L": theory.L,
-        "parametrization": theory.parametrization,
-        "couplings": dict(theory.couplings),
-        "hopping_form": theory.to_dict()["hopping_form"],
-    }
-
-
-def theory_from_record(record: dict[str, Any]) -> Phi4Theory:
-    """Inverse of :func:`theory_record`."""
-    return Phi4Theory.create(int(record["L"]), record["parametrization"], **record["couplings"])
+def checkpoint_theory(data: dict[str, Any]) -> Phi4Theory:
+    """The theory a checkpoint was trained for (either record format)."""
+    return Phi4Theory.from_dict(data["theory"])
 
 
 def save_checkpoint(
@@ -79,7 +88,7 @@ def save_checkpoint(
     flow_config : FlowConfig, optional
         The config as given (stored for reference; ``flow.arch`` is what is checked).
     train_state : dict, optional
-        Trainer state (see :mod:`lattice_samplers.flows.train`).
+        Trainer state (see :meth:`lattice_samplers.flows.train.Trainer.state_dict`).
     """
     path = Path(path)
     if flow.L != theory.L:
@@ -88,7 +97,7 @@ def save_checkpoint(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "versions": versions(),
-        "theory": theory_record(theory),
+        "theory": theory.to_dict(),
         "L": flow.L,
         "arch": dict(flow.arch),
         "flow_config": flow_config.to_dict() if flow_config is not None else None,
@@ -96,9 +105,7 @@ def save_checkpoint(
         "model": {k: v.detach().cpu().clone() for k, v in flow.state_dict().items()},
         "train": train_state,
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    records.atomic_write(path, lambda tmp: torch.save(payload, tmp))
     return path
 
 
@@ -117,18 +124,36 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"no flow checkpoint at {path}")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for foreign or damaged files
+    except Exception:  # torch raises several types for foreign or damaged files
         raise CheckpointError(
-            f"{path} is not a readable flow checkpoint ({type(exc).__name__})"
+            f"{path} is not a readable flow checkpoint ({_describe_file(path)})"
         ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a lattice_samplers flow checkpoint")
-    if data.get("format_version") != FORMAT_VERSION:
+    if data.get("format_version") not in READABLE_VERSIONS:
         raise CheckpointError(
             f"{path} has checkpoint format version {data.get('format_version')}, "
-            f"this version reads {FORMAT_VERSION}"
+            f"this version reads {', '.join(map(str, READABLE_VERSIONS))}"
         )
     return data
+
+
+def _describe_file(path: Path) -> str:
+    """What a file that torch cannot load looks like, in a few words (for error messages)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(512)
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK"):
+        return "a zip archive torch cannot read: damaged, or not written by torch.save"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "an unrecognized or damaged binary file"
+    return "it is a text file; a checkpoint is the checkpoint.pt that train writes"
 
 
 def check_compatible(
@@ -144,17 +169,15 @@ def check_compatible(
     every architecture entry that changes the function class.
     """
     if theory is not None:
-        stored = data["theory"]
-        if int(stored["L"]) != theory.L:
-            raise CheckpointError(
-                f"{where} is for lattice size L = {stored['L']}, not L = {theory.L}"
-            )
-        if stored["parametrization"] != theory.parametrization or dict(stored["couplings"]) != dict(
+        stored = checkpoint_theory(data)
+        if stored.L != theory.L:
+            raise CheckpointError(f"{where} is for lattice size L = {stored.L}, not L = {theory.L}")
+        if stored.parametrization != theory.parametrization or dict(stored.couplings) != dict(
             theory.couplings
         ):
             raise CheckpointError(
-                f"{where} was trained for {stored['parametrization']} "
-                f"{_fmt(stored['couplings'])}, not {theory.parametrization} "
+                f"{where} was trained for {stored.parametrization} "
+                f"{_fmt(stored.couplings)}, not {theory.parametrization} "
                 f"{_fmt(theory.couplings)}"
             )
     if arch is not None:
@@ -200,7 +223,7 @@ def load_flow(
     path = "checkpoint" if isinstance(path, dict) else path
     arch = None
     if flow_config is not None:
-        arch = flow_config.resolve(theory or theory_from_record(data["theory"]))
+        arch = flow_config.resolve(theory or checkpoint_theory(data))
     check_compatible(data, theory, arch, where=str(path))
     flow = flow_from_arch(data["arch"], device=device)
     try:

@@ -41,6 +41,22 @@ from torch.nn.parallel import DistributedDataParallel
 
 from lattice_samplers.flows.model import check_device
 
+__all__ = [
+    "DistContext",
+    "all_gather_objects",
+    "all_gather_rows",
+    "backend_for",
+    "broadcast_floats",
+    "broadcast_object",
+    "current",
+    "env_world_size",
+    "init_from_env",
+    "on_main",
+    "process_device",
+    "session",
+    "wrap_model",
+]
+
 T = TypeVar("T")
 
 

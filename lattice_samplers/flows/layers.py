@@ -31,6 +31,19 @@ from torch import nn
 
 from lattice_samplers.flows.nets import Conditioner
 
+__all__ = [
+    "AdditiveCoupling",
+    "AffineCoupling",
+    "FlowLayer",
+    "FreeFieldLayer",
+    "GlobalRescaling",
+    "SplineCoupling",
+    "checkerboard_indices",
+    "checkerboard_order",
+    "free_field_spectrum",
+    "rq_spline",
+]
+
 
 def checkerboard_indices(L: int, parity: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Flat site indices ``(active, passive)`` for the checkerboard with active ``parity``.

@@ -40,6 +40,20 @@ from lattice_samplers.flows.layers import (
 from lattice_samplers.flows.nets import ACTIVATIONS
 from lattice_samplers.theory import Phi4Theory
 
+__all__ = [
+    "COUPLINGS",
+    "DTYPES",
+    "EQUIVARIANT_COUPLINGS",
+    "Flow",
+    "FlowConfig",
+    "FlowProposal",
+    "architecture_key",
+    "build_flow",
+    "build_layers",
+    "check_device",
+    "flow_from_arch",
+]
+
 #: Coupling kind -> layer class.
 COUPLINGS: dict[str, type[FlowLayer]] = {
     "affine": AffineCoupling,

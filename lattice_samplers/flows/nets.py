@@ -34,6 +34,16 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+__all__ = [
+    "ACTIVATIONS",
+    "SYMMETRIES",
+    "AbsBias",
+    "Conditioner",
+    "check_activation",
+    "conv_net",
+    "dense_net",
+]
+
 #: Activation name -> (module factory, is the function odd?)
 ACTIVATIONS: dict[str, tuple[type[nn.Module], bool]] = {
     "tanh": (nn.Tanh, True),

@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from lattice_samplers.autocorr import AutocorrWarning, acceptance_tau
+from lattice_samplers.autocorr import AutocorrWarning, acceptance_tau, ess_kish
 from lattice_samplers.kernels.common import N_OBS
 from lattice_samplers.kernels.imh import imh_pass
 from lattice_samplers.kernels.phi4 import batch_action
@@ -234,12 +234,6 @@ def imh_diagnostics(accepted: np.ndarray, log_weight: np.ndarray) -> dict[str, f
         "tau_int_accept_flags": [f for f in tau.flags if f != "anticorrelated"],
         "nonfinite_fraction": float(1.0 - finite.mean()) if lw.size else math.nan,
     }
-    if finite.any():
-        w = lw[finite] - lw[finite].max()
-        ew = np.exp(w)
-        out["ess_kish"] = float(ew.sum() ** 2 / (lw.size * (ew * ew).sum()))
-        out["log_weight_var"] = float(lw[finite].var())
-    else:
-        out["ess_kish"] = 0.0
-        out["log_weight_var"] = math.nan
+    out["ess_kish"] = ess_kish(lw)
+    out["log_weight_var"] = float(lw[finite].var()) if finite.any() else math.nan
     return out

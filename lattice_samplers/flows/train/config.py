@@ -1,0 +1,251 @@
+"""Training settings, the per-step history columns, and torch's CPU thread count.
+
+This module holds what both the training loop (:mod:`.loop`) and the session
+(:mod:`.session`) need to agree on, and nothing that trains or writes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "FREE_ON_RESUME",
+    "HISTORY_COLUMNS",
+    "TrainConfig",
+    "default_threads",
+    "physical_cores",
+    "set_torch_threads",
+    "trajectory_changes",
+]
+
+#: Columns of the per-step history (see :mod:`lattice_samplers.flows.train`).
+HISTORY_COLUMNS = (
+    "step",
+    "loss",
+    "acceptance",
+    "ess_kish",
+    "var_log_weight",
+    "lr",
+    "train_s",
+    "wall_s",
+    "eval_acceptance",
+    "eval_ess_kish",
+    "eval_var_log_weight",
+)
+
+#: Settings that may change on resume: they decide when to stop, what is measured or where it
+#: runs, not the sequence of optimizer updates.  Every other setting (lr, scheduler, seed,
+#: batch size, ..., and any setting added later) must match the checkpoint.
+FREE_ON_RESUME = frozenset(
+    {
+        "target_acceptance",
+        "stop_at_target",
+        "time_budget_s",
+        "eval_every",
+        "eval_batch_size",
+        "checkpoint_every",
+        "device",
+        "num_threads",
+        "prior_streams",
+    }
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings, the ``[train]`` config section (all keys optional).
+
+    Attributes
+    ----------
+    n_steps : int
+        Optimizer steps in total (default 2000).
+    batch_size : int
+        Model samples per step (default 1000).
+    lr : float
+        Initial learning rate (default 5e-3, the top of the range 1e-3..5e-3 in use).
+    lr_min : float
+        Floor of the cosine schedule (default 0).
+    scheduler : str
+        ``cosine`` (anneal lr -> lr_min over n_steps; default) or ``constant``.
+    optimizer : str
+        ``adam`` (default) or ``adamw``.
+    weight_decay : float
+        Weight decay (default 0).
+    grad_clip : float or None
+        Clip the gradient norm at this value (default: no clipping).
+    target_acceptance : float or None
+        Held-out acceptance to reach; the first step and second are recorded.
+    stop_at_target : bool
+        Stop when the target is reached (default True).
+    time_budget_s : float or None
+        Stop once the cumulative training seconds exceed this.
+    eval_every : int
+        Held-out evaluation period in steps (default 50); steps_to_target is a multiple.
+    eval_batch_size : int
+        Size of each held-out batch (default 4096).
+    checkpoint_every : int
+        Checkpoint period in steps (default 500; a checkpoint is also written at the end).
+    seed : int
+        One seed for weights, training noise, held-out noise and metric draws.
+    device : str
+        ``cpu`` (default) or ``cuda``.
+    num_threads : int or None
+        torch intra-op CPU threads (default 1).  None: ``OMP_NUM_THREADS`` if set, else the
+        physical cores available (under torchrun, shared among the processes of a node).
+        One thread is the default because torch's OpenMP threads spin against any other load
+        on their cores: measured on a shared 2-core machine (L = 6, the paper's family,
+        batch 1000, 25 steps, medians of 3, load average 5-9 from other work), training took
+        3.4 s with 1 thread and 43 s with 2; with one more busy-loop process, 5.2 s and 93 s.
+        Set it higher only on cores that are yours alone.
+    prior_streams : int or None
+        Draw each batch in this many equal parts from independent prior streams (default: one
+        per process, i.e. 1 without torchrun; on resume, the checkpoint's number).  Must divide
+        ``batch_size`` and be a multiple of the number of processes.
+    gradient : str
+        Gradient estimator of the reverse KL: ``standard`` (differentiate mean(log_q + S);
+        default) or ``path`` (the path gradient of arXiv:2207.08219, see
+        :mod:`lattice_samplers.flows.path_gradient`; it adds an inverse pass, measured at
+        1.25x the cost per step for the dense family and 2.6x for cnf at L = 8; no gradient
+        noise left at the optimum).  The logged loss is mean(log_q + S) either way.
+    """
+
+    n_steps: int = 2000
+    batch_size: int = 1000
+    lr: float = 5e-3
+    lr_min: float = 0.0
+    scheduler: str = "cosine"
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    grad_clip: float | None = None
+    target_acceptance: float | None = None
+    stop_at_target: bool = True
+    time_budget_s: float | None = None
+    eval_every: int = 50
+    eval_batch_size: int = 4096
+    checkpoint_every: int = 500
+    seed: int = 0
+    device: str = "cpu"
+    num_threads: int | None = 1
+    prior_streams: int | None = None
+    gradient: str = "standard"
+
+    def __post_init__(self) -> None:
+        if self.n_steps < 1:
+            raise ValueError(f"n_steps must be >= 1, got {self.n_steps}")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2, got {self.batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        if not 0 <= self.lr_min <= self.lr:
+            raise ValueError(f"lr_min must be in [0, lr], got {self.lr_min}")
+        if self.scheduler not in ("cosine", "constant"):
+            raise ValueError(f"unknown scheduler {self.scheduler!r} (known: cosine, constant)")
+        if self.optimizer not in ("adam", "adamw"):
+            raise ValueError(f"unknown optimizer {self.optimizer!r} (known: adam, adamw)")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0, got {self.grad_clip}")
+        if self.target_acceptance is not None and not 0 < self.target_acceptance <= 1:
+            raise ValueError(f"target_acceptance must be in (0, 1], got {self.target_acceptance}")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ValueError(f"time_budget_s must be > 0, got {self.time_budget_s}")
+        if self.eval_every < 1:
+            raise ValueError(f"eval_every must be >= 1, got {self.eval_every}")
+        if self.eval_batch_size < 2:
+            raise ValueError(f"eval_batch_size must be >= 2, got {self.eval_batch_size}")
+        if self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ValueError(f"num_threads must be >= 1, got {self.num_threads}")
+        if self.prior_streams is not None and self.prior_streams < 1:
+            raise ValueError(f"prior_streams must be >= 1, got {self.prior_streams}")
+        if self.gradient not in ("standard", "path"):
+            raise ValueError(f"unknown gradient {self.gradient!r} (known: standard, path)")
+        if not isinstance(self.device, str) or not self.device:
+            raise ValueError(f"device must be a string such as cpu or cuda, got {self.device!r}")
+
+
+def physical_cores() -> int:
+    """Physical CPU cores available to this process (falls back to logical CPUs).
+
+    Counts distinct core ids among the CPUs in the affinity mask, from sysfs; hyperthread
+    siblings would only contend for the same FPUs in dense linear algebra.
+    """
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+    cores = set()
+    for c in cpus:
+        base = Path(f"/sys/devices/system/cpu/cpu{c}/topology")
+        try:
+            cores.add(
+                (
+                    (base / "physical_package_id").read_text().strip(),
+                    (base / "core_id").read_text().strip(),
+                )
+            )
+        except OSError:
+            return len(cpus) or 1
+    return max(1, len(cores))
+
+
+def default_threads() -> int:
+    """``OMP_NUM_THREADS`` when set (by a scan worker, torchrun or the user), else the cores.
+
+    A process that was told to stay single-threaded must not start a thread per core,
+    since oversubscribed OpenMP threads spin against each other (measured here: 30x slower
+    training with two 2-thread processes on 2 cores).
+    """
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    return int(env) if env.isdigit() and int(env) > 0 else physical_cores()
+
+
+def set_torch_threads(num_threads: int | None = None) -> int:
+    """Set torch's intra-op CPU threads (default :func:`default_threads`); return the count."""
+    n = num_threads or default_threads()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+def trajectory_changes(stored: dict[str, Any], config: TrainConfig) -> list[str]:
+    """Settings of ``config`` that differ from a checkpoint's and would change the trajectory.
+
+    Parameters
+    ----------
+    stored : dict
+        The checkpoint's ``train_config`` record (``asdict`` of the config it was trained with).
+    config : TrainConfig
+        The settings asked for on resume.
+
+    Returns
+    -------
+    list of str
+        ``"name: old -> new"`` for each changed setting, in field order.  ``n_steps`` counts
+        only under the cosine schedule (which spans ``n_steps``); with a constant learning
+        rate a run may be extended.  Keys missing from an older record are not compared.
+    """
+    out = []
+    for key, new in asdict(config).items():
+        if key in FREE_ON_RESUME or key not in stored:
+            continue
+        if key == "n_steps" and config.scheduler == "constant":
+            continue
+        old = stored[key]
+        if isinstance(old, list):
+            old = tuple(old)
+        if isinstance(new, list):
+            new = tuple(new)
+        if old != new:
+            out.append(f"{key}: {old!r} -> {new!r}")
+    return out

@@ -1,0 +1,95 @@
+"""Warm starts: initialize a new flow with the weights of a trained one (e.g. a smaller L).
+
+A flow trained on one lattice can seed training on another only when every parameter has the
+same shape on both: true for convolutional conditioners (kernels act locally) and a global
+rescaling, false for the dense conditioners of arXiv:2112.15532, whose layers see all V/2
+passive sites.  Anything else that changes the function class (activation, coupling kinds,
+equivariance, dtype, ...) must match too; the lattice size and hidden widths need not, as long
+as the shapes agree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lattice_samplers.flows.checkpoint import CheckpointError, read_checkpoint
+from lattice_samplers.flows.model import Flow, architecture_key
+
+__all__ = ["init_from_checkpoint", "init_from_flow", "load_matching_weights"]
+
+#: Architecture entries that may differ between a warm start's source and target (their
+#: effect, if any, shows up in the parameter shapes, which are checked one by one).
+_MAY_DIFFER = ("L", "hidden", "free_field_m2")
+
+
+def load_matching_weights(
+    flow: Flow, arch: dict[str, Any], state: dict[str, torch.Tensor], source: str
+) -> Flow:
+    """Copy ``state`` into ``flow`` if the architectures agree and every shape matches.
+
+    Parameters
+    ----------
+    flow : Flow
+        The new model (changed in place and returned).
+    arch : dict
+        The resolved architecture the weights were trained with.
+    state : dict of str to torch.Tensor
+        The trained state dict.
+    source : str
+        Where the weights come from, for messages.
+
+    Raises
+    ------
+    CheckpointError
+        One line naming the first architecture entry or parameter that does not fit.
+    """
+    have, want = architecture_key(arch), architecture_key(flow.arch)
+    for key in sorted(set(have) | set(want)):
+        if key not in _MAY_DIFFER and have.get(key) != want.get(key):
+            raise CheckpointError(
+                f"cannot warm-start from {source}: flow setting {key} is "
+                f"{have.get(key)!r} there, {want.get(key)!r} here"
+            )
+    target = flow.state_dict()
+    for name, value in target.items():
+        if name not in state:
+            raise CheckpointError(f"cannot warm-start from {source}: it has no parameter {name}")
+        if tuple(state[name].shape) != tuple(value.shape):
+            raise CheckpointError(
+                f"cannot warm-start from {source}: parameter {name} has shape "
+                f"{tuple(state[name].shape)} there (L = {arch.get('L')}) but "
+                f"{tuple(value.shape)} here (L = {flow.L}); the architecture's shapes "
+                "depend on L (use a conv conditioner for warm starts across L)"
+            )
+    extra = [name for name in state if name not in target]
+    if extra:
+        raise CheckpointError(
+            f"cannot warm-start from {source}: its parameter {extra[0]} has no counterpart here"
+        )
+    with torch.no_grad():
+        flow.load_state_dict({k: v.to(device=target[k].device) for k, v in state.items()})
+    return flow
+
+
+def init_from_checkpoint(flow: Flow, path: str | Path) -> Flow:
+    """Load a checkpoint's weights into ``flow`` (built for any L from the same ``[flow]``).
+
+    Only the weights are taken: optimizer state, schedule and history start afresh.
+
+    Raises
+    ------
+    CheckpointError
+        A missing or foreign file, another architecture, or a parameter of another shape
+        (one line naming the first).
+    """
+    data = read_checkpoint(path)
+    return load_matching_weights(flow, data["arch"], data["model"], str(path))
+
+
+def init_from_flow(flow: Flow, source: Flow) -> Flow:
+    """Copy the weights of a trained ``source`` flow into ``flow`` (see init_from_checkpoint)."""
+    state = {k: v.detach().cpu() for k, v in source.state_dict().items()}
+    return load_matching_weights(flow, dict(source.arch), state, f"the L = {source.L} flow")
