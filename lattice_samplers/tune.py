@@ -683,7 +683,7 @@ def write_table(results: Sequence[TuneResult], out_dir: str | Path, meta: Mappin
     The JSON holds ``meta`` (command, config, seeds, versions, timing) and every result with
     all its measurement points.  Returns the CSV path.
     """
-    from lattice_samplers.scan import write_json_atomic
+    from lattice_samplers.records import write_json as write_json_atomic
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
