@@ -113,10 +113,15 @@ def run(args: argparse.Namespace) -> int:
         )
     except scan.ScanInterrupted as exc:
         done = exc.result
-        print(
-            f"lattice-samplers scan: interrupted ({exc.signame}); "
+        where = (
             f"{done.n_run + done.n_skipped} of {len(done)} tasks done, summary in "
-            f"{done.out_dir / 'summary.csv'}; run the same command again to continue",
+            f"{done.out_dir / 'summary.csv'}; "
+            if done is not None
+            else ""
+        )
+        print(
+            f"lattice-samplers scan: interrupted ({exc.signame}); {where}"
+            "run the same command again to continue",
             file=sys.stderr,
         )
         return exc.exit_status
@@ -135,6 +140,13 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"lattice-samplers scan: {result.n_failed} task(s) failed (see "
             f"{result.out_dir / 'tasks'}/*.error.txt); run the same command again to retry them",
+            file=sys.stderr,
+        )
+        return 1
+    if result.n_missing:
+        print(
+            f"lattice-samplers scan: {result.n_missing} task(s) were being run by another scan "
+            f"on {result.out_dir}; run the same command again later to collect them",
             file=sys.stderr,
         )
         return 1

@@ -270,78 +270,83 @@ def run_scan(
 
     n_workers = workers or default_workers(len(pending))
     interrupted: ScanInterrupted | None = None
-    with contextlib.ExitStack() as stack:
-        client = None
-        if pending and backend == "dask":
-            # connect before writing anything: a bad address fails with one line and
-            # leaves no scan.json behind
-            client, cluster = dask_client(n_workers, scheduler, scheduler_timeout)
-            if cluster is not None:
-                stack.callback(cluster.close)
-            stack.callback(client.close)
-        write_json(out / "scan.json", doc)
-        (out / "tasks").mkdir(parents=True, exist_ok=True)
-        bar = stack.enter_context(
-            tqdm(
-                total=len(plan.tasks),
-                initial=len(plan.tasks) - len(pending),
-                desc=f"scan {plan.job.name}",
-                unit="task",
-                disable=not progress,
-                file=sys.stderr,
-            )
-        )
-
-        def on_done(rec: dict[str, Any]) -> None:
-            task = by_id[rec["task_id"]]
-            path = task_paths(out, task.task_id)["record"]
-            status = rec["status"]
-            if status in ("done", "skipped"):
-                if status == "done" and check_task_file(path, task.task_id, task.seed)[0] is None:
-                    # the worker wrote to a filesystem this process does not see: write it here
-                    write_json(path, {k: v for k, v in rec.items() if k != "status"})
-                records[task.task_id] = record_from_file(task, rec, status)
-            elif status == "running":
-                records[task.task_id] = TaskRecord.empty(task, "running")
-            else:
-                records[task.task_id] = TaskRecord.empty(
-                    task, "failed", wall_s=rec.get("wall_s"), error=rec.get("error")
+    # the first SIGINT/SIGTERM stops the tasks; a second one, while they are being stopped
+    # and the summary written, exits at once
+    with interrupts():
+        with contextlib.ExitStack() as stack:
+            client = None
+            if pending and backend == "dask":
+                # connect before writing anything: a bad address fails with one line and
+                # leaves no scan.json behind
+                client, cluster = dask_client(n_workers, scheduler, scheduler_timeout)
+                if cluster is not None:
+                    stack.callback(cluster.close)
+                stack.callback(client.close)
+            write_json(out / "scan.json", doc)
+            (out / "tasks").mkdir(parents=True, exist_ok=True)
+            bar = stack.enter_context(
+                tqdm(
+                    total=len(plan.tasks),
+                    initial=len(plan.tasks) - len(pending),
+                    desc=f"scan {plan.job.name}",
+                    unit="task",
+                    disable=not progress,
+                    file=sys.stderr,
                 )
-                bar.write(f"task {task.task_id} failed: {rec.get('error')}", file=sys.stderr)
-            bar.update(1)
+            )
 
-        payloads = [make_payload(plan, t, out) for t in pending]
-        try:
-            with interrupts():
+            def on_done(rec: dict[str, Any]) -> None:
+                task = by_id[rec["task_id"]]
+                path = task_paths(out, task.task_id)["record"]
+                status = rec["status"]
+                if status in ("done", "skipped"):
+                    if (
+                        status == "done"
+                        and check_task_file(path, task.task_id, task.seed)[0] is None
+                    ):
+                        # the worker wrote to a filesystem this process does not see: write it here
+                        write_json(path, {k: v for k, v in rec.items() if k != "status"})
+                    records[task.task_id] = record_from_file(task, rec, status)
+                elif status == "running":
+                    records[task.task_id] = TaskRecord.empty(task, "running")
+                else:
+                    records[task.task_id] = TaskRecord.empty(
+                        task, "failed", wall_s=rec.get("wall_s"), error=rec.get("error")
+                    )
+                    bar.write(f"task {task.task_id} failed: {rec.get('error')}", file=sys.stderr)
+                bar.update(1)
+
+            payloads = [make_payload(plan, t, out) for t in pending]
+            try:
                 if backend == "serial":
                     run_serial(payloads, on_done)
                 elif backend == "process":
                     run_process(payloads, on_done, n_workers)
                 elif payloads:
                     run_dask(payloads, on_done, client)
-        except KeyboardInterrupt as exc:
-            interrupted = exc if isinstance(exc, ScanInterrupted) else ScanInterrupted("SIGINT")
+            except KeyboardInterrupt as exc:
+                interrupted = exc if isinstance(exc, ScanInterrupted) else ScanInterrupted("SIGINT")
 
-    for task in plan.tasks:
-        rec = records.get(task.task_id)
-        if rec is None or rec.status == "running":
-            # claimed elsewhere or cancelled: it may have finished since
-            found, _ = check_task_file(task_paths(out, task.task_id)["record"], task.task_id)
-            if found is not None:
-                records[task.task_id] = record_from_file(task, found, "skipped")
-            elif rec is None:
-                records[task.task_id] = TaskRecord.empty(task, "missing")
-    ordered = sorted(records.values(), key=lambda r: r.index)
-    result = ScanResult(
-        ordered,
-        out,
-        plan.job,
-        plan.config,
-        n_redone,
-        time.perf_counter() - t_start,
-        interrupted.signame if interrupted else None,
-    )
-    write_summary(result)
+        for task in plan.tasks:
+            rec = records.get(task.task_id)
+            if rec is None or rec.status == "running":
+                # claimed elsewhere or cancelled: it may have finished since
+                found, _ = check_task_file(task_paths(out, task.task_id)["record"], task.task_id)
+                if found is not None:
+                    records[task.task_id] = record_from_file(task, found, "skipped")
+                elif rec is None:
+                    records[task.task_id] = TaskRecord.empty(task, "missing")
+        ordered = sorted(records.values(), key=lambda r: r.index)
+        result = ScanResult(
+            ordered,
+            out,
+            plan.job,
+            plan.config,
+            n_redone,
+            time.perf_counter() - t_start,
+            interrupted.signame if interrupted else None,
+        )
+        write_summary(result)
     if interrupted is not None:
         interrupted.result = result
         raise interrupted

@@ -98,8 +98,9 @@ def interrupts() -> Iterator[None]:
 
     The first signal raises in the main thread, so the scan can cancel its tasks and write
     its summary; a second one during that cleanup terminates this process's worker processes
-    and exits at once (status 128 + signal), so nothing ever waits on a hung worker.
-    Outside the main thread (no signal handlers there) this does nothing.
+    and exits at once (status 128 + signal), so nothing ever waits on a hung worker.  After a
+    signal the handlers are set to ignore further ones when the block ends (the process is
+    about to report and exit).  Outside the main thread this does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -122,7 +123,7 @@ def interrupts() -> Iterator[None]:
         yield
     finally:
         for s, h in saved.items():
-            signal.signal(s, h)
+            signal.signal(s, signal.SIG_IGN if fired else h)
 
 
 @contextlib.contextmanager

@@ -194,9 +194,12 @@ class ScanResult(list):
 
 
 def format_table(
-    rows: Sequence[Mapping[str, Any]], skip: Sequence[str] = (), max_width: int = 16
+    rows: Sequence[Mapping[str, Any]],
+    skip: Sequence[str] = (),
+    max_width: int = 16,
+    wide: Sequence[str] = (),
 ) -> str:
-    """A plain-text table of dict rows; an ``error`` column goes last, untruncated."""
+    """A plain-text table of dict rows; ``wide`` columns and ``error`` (last) are not cut."""
     if not rows:
         return "(no tasks)"
     columns: list[str] = []
@@ -206,7 +209,8 @@ def format_table(
         columns.remove("error")
         columns.append("error")
     cells = [list(columns)] + [
-        [_cell(row.get(c), max_width if c != "error" else 200) for c in columns] for row in rows
+        [_cell(row.get(c), 200 if c in wide or c == "error" else max_width) for c in columns]
+        for row in rows
     ]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     lines = ["  ".join(s.rjust(w) for s, w in zip(line, widths)).rstrip() for line in cells]

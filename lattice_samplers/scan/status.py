@@ -77,7 +77,7 @@ def format_status(status: dict[str, Any], out_dir: str | Path) -> str:
         if t.get("reason"):
             row["error"] = t["reason"]
         rows.append(row)
-    table = format_table(rows, max_width=48)
+    table = format_table(rows, max_width=48, wide=("task_id",))
     return (
         f"{table}\n\n{status['n_tasks']} tasks in {out_dir}: {status['done']} done, "
         f"{status['missing']} missing, {status['corrupt']} corrupt"
