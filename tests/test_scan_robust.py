@@ -344,3 +344,30 @@ def test_unreachable_scheduler_writes_nothing(
                        "--scheduler-timeout", "1")  # fmt: skip
     assert rc == 2 and "cannot reach" in err
     assert not (out / "scan.json").exists()
+
+
+# ---------------------------------------------------------------------------- serial + numba
+def _numba_job(config: dict, out_path: Path) -> dict:
+    import numba
+
+    @numba.njit
+    def shift(x: int) -> int:
+        return x + 1
+
+    return {"y": shift(config["selftest"]["seed"] % 7)}
+
+
+def test_serial_scan_compiles_after_numba_threads_launched(tmp_path: Path) -> None:
+    """A serial task may compile numba code although this process's numba pool runs.
+
+    Regression: setting NUMBA_NUM_THREADS=1 around a task after numba's threads were
+    launched made every compilation in the task fail ("Cannot set NUMBA_NUM_THREADS ...").
+    """
+    import numba
+
+    numba.get_num_threads()  # launches numba's thread pool in this process
+    jobs = {"jit": Job("jit", _numba_job, seed_keys=("selftest.seed",))}
+    cfg = {"scan": {"job": "jit", "grid": {"selftest.x": [0.0, 1.0]}}}
+    result = run_scan(cfg, tmp_path, jobs, progress=False)
+    assert result.ok, [r.error for r in result]
+    assert run_scan(cfg, tmp_path / "again", jobs, progress=False).ok

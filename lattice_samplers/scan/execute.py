@@ -131,11 +131,14 @@ def _single_threaded() -> Iterator[None]:
     """Run the enclosed code single-threaded; restore thread counts of this process after.
 
     Environment variables only act on libraries imported later (always the case in a fresh
-    worker, which also gets them before it starts); numba and torch, if already loaded, are
-    set directly (numba's setting is per thread, hence per task).
+    worker, which gets them before it starts); numba and torch, if already loaded, are set
+    directly (numba's setting is per thread, hence per task).  ``NUMBA_NUM_THREADS`` is left
+    alone once numba is loaded: numba re-reads it at every compilation and refuses a value
+    other than the one its thread pool was launched with.
     """
-    saved_env = {k: os.environ.get(k) for k in THREAD_ENV}
-    os.environ.update(THREAD_ENV)
+    keys = [k for k in THREAD_ENV if not (k == "NUMBA_NUM_THREADS" and "numba" in sys.modules)]
+    saved_env = {k: os.environ.get(k) for k in keys}
+    os.environ.update({k: THREAD_ENV[k] for k in keys})
     restore: list[Callable[[], None]] = []
     numba = sys.modules.get("numba")
     if numba is not None:
@@ -152,6 +155,8 @@ def _single_threaded() -> Iterator[None]:
     finally:
         for fn in restore:
             fn()
+        if "numba" in sys.modules:  # loaded by the task: its thread pool keeps this value
+            saved_env.pop("NUMBA_NUM_THREADS", None)
         for k, v in saved_env.items():
             if v is None:
                 os.environ.pop(k, None)

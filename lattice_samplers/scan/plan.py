@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import itertools
 import os
 import re
@@ -20,6 +19,7 @@ import numpy as np
 
 from lattice_samplers.config import ConfigError
 from lattice_samplers.records import digest
+from lattice_samplers.scan.taskfiles import file_sha256
 
 __all__ = [
     "Job",
@@ -333,18 +333,10 @@ def content_id(path: str | Path) -> str:
         if path.parent.name == "tasks" and (path.parent / f"{path.name}.json").is_file():
             return "task-" + path.name.rsplit("__", 1)[-1]
         files = sorted(p for p in path.rglob("*") if p.is_file())
-        return digest([[p.relative_to(path).as_posix(), _file_sha256(p)] for p in files], 10)
+        return digest([[p.relative_to(path).as_posix(), file_sha256(p)] for p in files], 10)
     if path.is_file():
-        return _file_sha256(path)[:10]
+        return file_sha256(path)[:10]
     raise ConfigError(f"{path} does not exist")
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------- ids and seeds

@@ -34,6 +34,7 @@ __all__ = [
     "check_task_file",
     "claim_is_stale",
     "claim_task",
+    "file_sha256",
     "output_digests",
     "read_task_file",
     "release_claim",
@@ -64,7 +65,8 @@ def checksum(record: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 hex digest of a file's bytes."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -83,7 +85,10 @@ def output_digests(folder: str | Path) -> dict[str, dict[str, Any]]:
     out = {}
     for p in sorted(folder.rglob("*")):
         if p.is_file() and not p.is_symlink() and not p.name.endswith(".tmp"):
-            out[p.relative_to(folder).as_posix()] = {"size": p.stat().st_size, "sha256": _sha256(p)}
+            out[p.relative_to(folder).as_posix()] = {
+                "size": p.stat().st_size,
+                "sha256": file_sha256(p),
+            }
     return out
 
 
@@ -98,7 +103,7 @@ def verify_outputs(folder: str | Path, outputs: Mapping[str, Any]) -> str | None
             return f"output {name} is missing"
         if size != want.get("size"):
             return f"output {name} has {size} bytes, recorded {want.get('size')}"
-        if want.get("sha256") and _sha256(path) != want["sha256"]:
+        if want.get("sha256") and file_sha256(path) != want["sha256"]:
             return f"output {name} differs from its recorded digest"
     return None
 
