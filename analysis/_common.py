@@ -68,7 +68,10 @@ def provenance(args: Any, started: float, folder: Path | None = None) -> dict[st
     except (OSError, subprocess.SubprocessError):
         rev = ""
     return {
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": " ".join(
+            [Path(sys.argv[0]).name]
+            + [_portable(Path(a), folder) if os.path.isabs(a) else a for a in sys.argv[1:]]
+        ),
         "arguments": {k: _portable(v, folder) for k, v in vars(args).items()},
         "versions": versions(),
         "hardware": hardware(),

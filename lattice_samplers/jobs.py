@@ -171,6 +171,34 @@ def _replace_strings(obj: Any, old: str, new: str) -> Any:
     return obj
 
 
+def _portable_outputs(out_path: Path, replacements: dict[str, str]) -> None:
+    """Rewrite absolute paths in the JSON and CSV files a workflow wrote into ``out_path``."""
+    for path in sorted(out_path.glob("*.json")):
+        text = path.read_text(encoding="utf-8")
+        if any(old in text for old in replacements):
+            data = json.loads(text)
+            for old, new in replacements.items():
+                data = _replace_strings(data, old, new)
+            write_json(path, data)
+    for path in sorted(out_path.glob("*.csv")):
+        text = path.read_text(encoding="utf-8")
+        if any(old in text for old in replacements):
+            for old, new in replacements.items():
+                text = text.replace(old, new)
+            write_text(path, text)
+
+
+def _scan_relative(out_path: Path, extra: str | None = None) -> dict[str, str]:
+    """Absolute prefixes -> their form relative to the scan folder (``out_path/../..``)."""
+    scan = out_path.parent.parent
+    out = {}
+    if extra and os.path.isabs(extra):
+        out[extra] = Path(os.path.relpath(extra, scan)).as_posix()
+    out[str(scan.resolve()) + os.sep] = ""
+    out[str(scan) + os.sep] = ""
+    return out
+
+
 def compare_job(config: dict[str, Any], out_path: Path) -> dict[str, Any]:
     """Run ``lattice-samplers compare`` on ``config``; outputs go to ``out_path``.
 
@@ -181,18 +209,10 @@ def compare_job(config: dict[str, Any], out_path: Path) -> dict[str, Any]:
 
     comparison = run_comparison(plan_comparison(config), out_path, progress=False)
     result = comparison.to_dict()
-    checkpoint = (config.get("compare") or {}).get("flow_checkpoint")
-    if isinstance(checkpoint, str) and os.path.isabs(checkpoint):
-        relative = Path(os.path.relpath(checkpoint, out_path.parent.parent)).as_posix()
-        result = _replace_strings(result, checkpoint, relative)
-        for path in sorted(out_path.glob("*.json")):
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if checkpoint in json.dumps(data):
-                write_json(path, _replace_strings(data, checkpoint, relative))
-        for path in sorted(out_path.glob("*.csv")):
-            text = path.read_text(encoding="utf-8")
-            if checkpoint in text:
-                write_text(path, text.replace(checkpoint, relative))
+    replacements = _scan_relative(out_path, (config.get("compare") or {}).get("flow_checkpoint"))
+    for old, new in replacements.items():
+        result = _replace_strings(result, old, new)
+    _portable_outputs(out_path, replacements)
     return result
 
 
@@ -214,10 +234,18 @@ def _validate_train(config: dict[str, Any]) -> None:
 
 
 def train_job(config: dict[str, Any], out_path: Path) -> dict[str, Any]:
-    """Train one flow (:func:`lattice_samplers.scaling.train_job`); resumes if interrupted."""
+    """Train one flow (:func:`lattice_samplers.scaling.train_job`); resumes if interrupted.
+
+    Paths in the result and in the JSON/CSV outputs are made relative to the scan folder.
+    """
     from lattice_samplers.scaling import train_job as job
 
-    return job(config, out_path)
+    result = job(config, out_path)
+    replacements = _scan_relative(out_path)
+    for old, new in replacements.items():
+        result = _replace_strings(result, old, new)
+    _portable_outputs(out_path, replacements)
+    return result
 
 
 def _summarize_train(result: dict[str, Any]) -> dict[str, Any]:

@@ -173,8 +173,10 @@ def test_custom_job_table_and_out_path(tmp_path: Path) -> None:
     jobs = {name: Job(name, _artifact_job, seed_keys=("selftest.seed",))}
     cfg = {"scan": {"job": name, "grid": {"selftest.x": [1.0]}}}
     result = run_scan(cfg, tmp_path, jobs, progress=False)
+    # the job returned an absolute path; the record holds it relative to the scan folder
     art = Path(result[0].result["artifact"])
-    assert art.parent == tmp_path / "tasks" / result[0].task_id
+    assert art == Path("tasks") / result[0].task_id / "seed.txt"
+    art = tmp_path / art
     assert art.read_text() == str(result[0].seed)
     # the artifact's size and digest are in the record
     assert result[0].record["outputs"]["seed.txt"]["size"] == len(str(result[0].seed))

@@ -47,6 +47,7 @@ __all__ = [
     "execute_task",
     "interrupts",
     "make_payload",
+    "relative_to_scan",
     "run_dask",
     "run_process",
     "run_serial",
@@ -223,6 +224,7 @@ def _run_claimed(payload: dict[str, Any], paths: dict[str, Path]) -> dict[str, A
             raise TypeError(f"job {payload['job']!r} returned {type(result).__name__}, not dict")
         # round trip through JSON now, so a non-serializable result fails here, as a task error
         result = json_safe(json.loads(json.dumps(result, default=json_default)))
+        result = relative_to_scan(result, payload["out_dir"])
     except Exception as exc:  # noqa: BLE001 - any job failure is recorded, the scan goes on
         tb = traceback.format_exc()
         with contextlib.suppress(OSError):
@@ -265,6 +267,22 @@ def _run_claimed(payload: dict[str, Any], paths: dict[str, Path]) -> dict[str, A
         paths["error"].unlink(missing_ok=True)
     record["status"] = "done"
     return record
+
+
+def relative_to_scan(obj: Any, out_dir: str | Path) -> Any:
+    """``obj`` with every string path inside the scan folder made relative to it.
+
+    Jobs receive absolute paths (their artifact folder, resolved path keys); a record keeps
+    none: ``/abs/scan/tasks/x/flow.pt`` becomes ``tasks/x/flow.pt``.
+    """
+    prefix = os.path.abspath(out_dir).rstrip(os.sep) + os.sep
+    if isinstance(obj, str):
+        return obj[len(prefix) :] if obj.startswith(prefix) else obj
+    if isinstance(obj, dict):
+        return {k: relative_to_scan(v, out_dir) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [relative_to_scan(v, out_dir) for v in obj]
+    return obj
 
 
 def default_workers(n_pending: int) -> int:
