@@ -174,6 +174,12 @@ def test_truncated_output_is_detected_and_rerun(tmp_path: Path) -> None:
     assert data.stat().st_size == 1000
     data.write_bytes(b"y" * 1000)  # same size, other bytes
     assert run_scan(cfg, out, JOBS, progress=False).n_redone == 1
+    # an absent output (a checkpoint not copied along) is reported, not held against the task
+    data.unlink()
+    status = scan_status(out)
+    assert (status["done"], status["corrupt"]) == (2, 0)
+    assert status["tasks"][0]["absent_outputs"] == ["data.bin"]
+    assert run_scan(cfg, out, JOBS, progress=False).n_run == 0
 
 
 # ---------------------------------------------------------------------------- claims

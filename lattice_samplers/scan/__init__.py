@@ -28,8 +28,10 @@ scan folder and resolved against it when read, so a scan folder can be moved or 
 
 Results.  Each task writes ``DIR/tasks/<task_id>.json`` atomically with its config, seed,
 result, the size and SHA-256 of every file in its artifact folder ``DIR/tasks/<task_id>/``,
-timing and provenance, a completion marker and a checksum.  A task whose record and outputs
-are intact is skipped; a missing, truncated or corrupt one is redone.  Tasks are claimed with
+timing and provenance, a completion marker and a checksum.  A task whose record is intact
+and whose outputs have their recorded sizes and digests is skipped; a missing, truncated or
+corrupt record, or a truncated or altered output, makes it run again (an absent output does
+not: large artifacts are often not copied along with the records).  Tasks are claimed with
 exclusive claim files, so two scans on one folder run each task once.  SIGINT/SIGTERM cancel
 queued tasks, terminate running workers and write the summary of what was done.
 

@@ -12,7 +12,12 @@ from typing import Any
 
 from lattice_samplers.scan.engine import load_scan
 from lattice_samplers.scan.results import format_table
-from lattice_samplers.scan.taskfiles import check_task_file, claim_is_stale, task_paths
+from lattice_samplers.scan.taskfiles import (
+    absent_outputs,
+    check_task_file,
+    claim_is_stale,
+    task_paths,
+)
 
 __all__ = ["format_status", "scan_status"]
 
@@ -26,7 +31,9 @@ def scan_status(out_dir: str | Path) -> dict[str, Any]:
         ``{"done": int, "missing": int, "corrupt": int, "running": int, "job": str,
         "tasks": [{"task_id", "index", "status", "point", "reason"?}]}``; ``status`` is
         ``done``, ``missing`` (no record; ``running`` if a live claim exists, counted in
-        ``missing`` as well) or ``corrupt`` (``reason`` says why).
+        ``missing`` as well) or ``corrupt`` (``reason`` says why: a damaged record, or an
+        output whose size or digest differs).  A done task whose listed outputs are not all
+        present (checkpoints are not committed, say) names them in ``absent_outputs``.
 
     Raises
     ------
@@ -48,6 +55,9 @@ def scan_status(out_dir: str | Path) -> dict[str, Any]:
         if record is not None:
             row["status"] = "done"
             row["wall_s"] = record.get("timing", {}).get("wall_s")
+            absent = absent_outputs(paths["folder"], record.get("outputs") or {})
+            if absent:
+                row["absent_outputs"] = absent
         elif why == "missing":
             row["status"] = "running" if _live_claim(paths["claim"]) else "missing"
             counts["missing"] += row["status"] == "running"
@@ -76,6 +86,8 @@ def format_status(status: dict[str, Any], out_dir: str | Path) -> str:
         row["task_id"] = t["task_id"]
         if t.get("reason"):
             row["error"] = t["reason"]
+        elif t.get("absent_outputs"):
+            row["error"] = "absent: " + ", ".join(t["absent_outputs"])
         rows.append(row)
     table = format_table(rows, max_width=48, wide=("task_id",))
     return (

@@ -9,7 +9,8 @@ Layout of a scan folder ``DIR``::
     DIR/summary.csv, summary.json
 
 A record is valid when it parses, has this format, its completion marker and checksum agree
-with its content, and every output file it lists has the recorded size and SHA-256.
+with its content, and every output file it lists that is present has the recorded size and
+SHA-256 (an absent one is reported, not held against the record).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 from lattice_samplers.records import canonical_json, now
 
 __all__ = [
+    "absent_outputs",
     "SCAN_FORMAT",
     "TASK_FORMAT",
     "Claim",
@@ -93,19 +95,31 @@ def output_digests(folder: str | Path) -> dict[str, dict[str, Any]]:
 
 
 def verify_outputs(folder: str | Path, outputs: Mapping[str, Any]) -> str | None:
-    """``None`` if every listed output in ``folder`` has its size and digest, else why not."""
+    """``None`` if every listed output present in ``folder`` has its size and digest.
+
+    A listed output that is absent is not a damage (large artifacts such as checkpoints and
+    netCDF files are often not copied or committed along with the records; see
+    :func:`absent_outputs`); one whose size or bytes differ is, and the reason is returned.
+    """
     folder = Path(folder)
     for name, want in outputs.items():
         path = folder / name
         try:
             size = path.stat().st_size
+        except FileNotFoundError:
+            continue
         except OSError:
-            return f"output {name} is missing"
+            return f"output {name} cannot be read"
         if size != want.get("size"):
             return f"output {name} has {size} bytes, recorded {want.get('size')}"
         if want.get("sha256") and file_sha256(path) != want["sha256"]:
             return f"output {name} differs from its recorded digest"
     return None
+
+
+def absent_outputs(folder: str | Path, outputs: Mapping[str, Any]) -> list[str]:
+    """The outputs listed in a record that are not in ``folder``."""
+    return [name for name in outputs if not (Path(folder) / name).exists()]
 
 
 def check_task_file(
