@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -98,8 +99,17 @@ def selftest_job(config: dict[str, Any], out_path: Path) -> dict[str, Any]:
         "draws": [float(d) for d in draws],
         "label": cfg.label,
         # what the task saw: the scan promises single-threaded tasks on every backend
-        "thread_env": {k: os.environ.get(k) for k in THREAD_ENV},
+        "thread_env": _thread_env(),
     }
+
+
+def _thread_env() -> dict[str, str | None]:
+    """The thread settings a task runs with (numba's own count once numba is loaded)."""
+    env = {k: os.environ.get(k) for k in THREAD_ENV}
+    numba = sys.modules.get("numba")
+    if numba is not None:  # the scan limits a loaded numba directly, not by its variable
+        env["NUMBA_NUM_THREADS"] = str(numba.get_num_threads())
+    return env
 
 
 # ---------------------------------------------------------------------------- sample

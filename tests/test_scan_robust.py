@@ -239,10 +239,16 @@ def test_interrupt_process_scan_stops_promptly(tmp_path: Path, signame: str, cou
                 "--no-progress")  # fmt: skip
     tasks = out / "tasks"
     try:
-        _wait_for(
-            lambda: len(list(tasks.glob("*.json"))) == 1 and len(list(tasks.glob("*.claim"))) == 2,
-            timeout=120,
-        )
+        try:
+            _wait_for(
+                lambda: (
+                    len(list(tasks.glob("*.json"))) == 1 and len(list(tasks.glob("*.claim"))) == 2
+                ),
+                timeout=120,
+            )
+        except AssertionError:
+            proc.kill()
+            raise AssertionError(f"scan did not start its tasks: {proc.communicate()}") from None
         workers = [json.loads(c.read_text())["pid"] for c in tasks.glob("*.claim")]
         t0 = time.monotonic()
         for _ in range(count):
