@@ -34,6 +34,8 @@ from _common import JOBS, finish, report, write_csv
 from lattice_samplers.scaling import DEFAULT_TARGETS, fit_growth, lognormal_acceptance
 from lattice_samplers.scan import run_scan
 
+__all__ = ["collect", "figures", "fits", "main", "scan_config"]
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -29,6 +29,8 @@ from _common import JOBS, finish, write_csv
 
 from lattice_samplers.scan import collect_scan, load_scan, run_scan
 
+__all__ = ["collect", "figures", "main", "scan_config", "trained_flows"]
+
 OBSERVABLES = ("abs_magnetization", "two_point_susceptibility")
 SAMPLER_ORDER = ("metropolis", "hmc", "cluster", "flow")
 
