@@ -1,4 +1,8 @@
-"""Shared plumbing of the analysis scripts: provenance, atomic CSV/JSON writing, printing."""
+"""Shared plumbing of the analysis scripts: provenance, atomic CSV/JSON writing, printing.
+
+Nothing here records an absolute path: paths in the provenance are relative to the folder
+of the file that records them (or to the source tree).
+"""
 
 from __future__ import annotations
 
@@ -15,9 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as `python analysis/x.py` from a source checkout
     sys.path.insert(0, str(ROOT))
 
-from lattice_samplers.run import versions  # noqa: E402
+from lattice_samplers.jobs import JOBS  # noqa: E402,F401 (re-exported)
+from lattice_samplers.records import versions, write_csv, write_json  # noqa: E402,F401
 
-from lattice_samplers.summary import write_csv, write_json  # noqa: E402,F401 (re-exported)
+__all__ = ["JOBS", "finish", "hardware", "provenance", "report", "write_csv", "write_json"]
 
 
 def hardware() -> dict[str, Any]:
@@ -42,8 +47,19 @@ def hardware() -> dict[str, Any]:
     return info
 
 
-def provenance(args: Any, started: float) -> dict[str, Any]:
-    """Command line, versions, hardware, git revision and elapsed time of a script run."""
+def _portable(value: Any, folder: Path) -> Any:
+    """A path argument relative to ``folder`` (absolute paths are never recorded)."""
+    if isinstance(value, Path):
+        return Path(os.path.relpath(value.resolve(), folder.resolve())).as_posix()
+    return value
+
+
+def provenance(args: Any, started: float, folder: Path | None = None) -> dict[str, Any]:
+    """Command line, versions, hardware, git revision and elapsed time of a script run.
+
+    Path arguments are recorded relative to ``folder`` (default: the source tree).
+    """
+    folder = ROOT if folder is None else folder
     try:
         rev = subprocess.run(
             ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
@@ -52,8 +68,11 @@ def provenance(args: Any, started: float) -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         rev = ""
     return {
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "arguments": vars(args),
+        "command": " ".join(
+            [Path(sys.argv[0]).name]
+            + [_portable(Path(a), folder) if os.path.isabs(a) else a for a in sys.argv[1:]]
+        ),
+        "arguments": {k: _portable(v, folder) for k, v in vars(args).items()},
         "versions": versions(),
         "hardware": hardware(),
         "git_revision": rev,
@@ -75,7 +94,7 @@ def finish(
     what was written; the exit status is 1 if a task failed."""
     payload = {
         **payload,
-        "provenance": provenance(args, started),
+        "provenance": provenance(args, started, json_path.parent),
         "failed": [r.task_id for r in scan if r.status == "failed"],
     }
     written.append(write_json(json_path, payload))

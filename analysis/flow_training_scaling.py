@@ -29,10 +29,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import finish, report, write_csv
+from _common import JOBS, finish, report, write_csv
 
 from lattice_samplers.scaling import DEFAULT_TARGETS, fit_growth, lognormal_acceptance
 from lattice_samplers.scan import run_scan
+
+__all__ = ["collect", "figures", "fits", "main", "scan_config"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -254,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         report(figures(saved["rows"], hist, saved["fits"], targets, args.out / "figures"))
         return 0
     config = scan_config(args)
-    scan = run_scan(config, args.out / "training_scan", backend=args.backend,
+    scan = run_scan(config, args.out / "training_scan", JOBS, backend=args.backend,
                     workers=args.workers, scheduler=args.scheduler)  # fmt: skip
     rows, hist = collect(scan)
     fit = fits(rows, args.targets)

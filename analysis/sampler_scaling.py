@@ -21,14 +21,15 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import finish, write_csv
+from _common import JOBS, finish, write_csv
 
-from lattice_samplers.scan import collect_scan, run_scan
+from lattice_samplers.scan import collect_scan, load_scan, run_scan
+
+__all__ = ["collect", "figures", "main", "scan_config", "trained_flows"]
 
 OBSERVABLES = ("abs_magnetization", "two_point_susceptibility")
 SAMPLER_ORDER = ("metropolis", "hmc", "cluster", "flow")
@@ -61,12 +62,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def trained_flows(training: Path, wanted: list[int] | None) -> dict[int, Path]:
     """L -> checkpoint folder of every completed training task in ``training``."""
-    scan_file = training / "scan.json"
-    if not scan_file.is_file():
+    if not (training / "scan.json").is_file():
         raise SystemExit(f"no training scan at {training}: run flow_training_scaling.py first")
-    config = json.loads(scan_file.read_text())["config"]
+    config = load_scan(training)["config"]  # its paths are relative to the training folder
     flows = {}
-    for rec in collect_scan(config, training):
+    for rec in collect_scan(config, training, JOBS, base_dir=training):
         if rec.result is None:
             continue
         L = int(rec.result["L"])
@@ -83,7 +83,9 @@ def scan_config(args: argparse.Namespace, flows: dict[int, Path]) -> dict[str, A
             "job": "compare",
             "zip": {
                 "theory.L": list(flows),
-                "compare.flow_checkpoint": [str(p.resolve()) for p in flows.values()],
+                # relative to here; the scan records them relative to its folder and
+                # identifies them by the training task's id, never by the path
+                "compare.flow_checkpoint": [p.as_posix() for p in flows.values()],
             },
             "seed": args.seed,
         },
@@ -217,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     flows = trained_flows(args.training, args.L)
     config = scan_config(args, flows)
-    scan = run_scan(config, args.out / "sampler_scan", backend=args.backend,
+    scan = run_scan(config, args.out / "sampler_scan", JOBS, backend=args.backend,
                     workers=args.workers, scheduler=args.scheduler)  # fmt: skip
     rows = collect(scan)
     written = [write_csv(args.out / "sampler_summary.csv", rows)]
@@ -227,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         scan,
         written,
         args.out / "sampler_summary.json",
-        {"rows": rows, "config": config},
+        # the scan config as recorded: its paths are relative to sampler_scan/
+        {"rows": rows, "scan_dir": "sampler_scan", "config": scan.config},
         args,
         started,
     )

@@ -14,6 +14,18 @@ import numpy as np  # noqa: E402
 
 from lattice_samplers.autocorr import gamma_method, running_tau_int  # noqa: E402
 
+__all__ = [
+    "COLORS",
+    "LABELS",
+    "autocorrelation_figure",
+    "comparison_figures",
+    "cost_figure",
+    "finite_or_nan",
+    "gamma_window_figure",
+    "history_figure",
+    "trace_figure",
+]
+
 #: Readable labels of the scalar observables.
 LABELS = {
     "magnetization": "M/V",

@@ -339,7 +339,7 @@ def _is_real(v: Any) -> bool:
 
 @dataclass(frozen=True)
 class TuneSettings:
-    """The ``[tune]`` section and the arguments of :func:`lattice_samplers.tune.tune_beta`.
+    """The ``[tune]`` section: the arguments of ``workflows.tune.tune_beta``.
 
     Attributes
     ----------

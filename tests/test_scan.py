@@ -11,15 +11,8 @@ import pytest
 
 from lattice_samplers.cli import main
 from lattice_samplers.config import ConfigError
-from lattice_samplers.scan import (
-    JOBS,
-    plan_scan,
-    read_task_file,
-    register_job,
-    run_scan,
-    selftest_job,
-    task_seed,
-)
+from lattice_samplers.jobs import JOBS, selftest_job
+from lattice_samplers.scan import Job, plan_scan, read_task_file, run_scan, task_seed
 
 SELFTEST = {
     "scan": {
@@ -41,7 +34,7 @@ def _mtimes(out: Path) -> dict[str, int]:
 
 
 def test_plan_order_seeds_and_ids() -> None:
-    plan = plan_scan(SELFTEST)
+    plan = plan_scan(SELFTEST, JOBS)
     assert len(plan.tasks) == 4
     assert [t.point["selftest.x"] for t in plan.tasks] == [0.0, 0.0, 10.0, 10.0]
     assert [t.replica for t in plan.tasks] == [0, 1, 0, 1]
@@ -56,7 +49,7 @@ def test_plan_order_seeds_and_ids() -> None:
     bigger = copy.deepcopy(SELFTEST)
     bigger["scan"]["grid"]["selftest.x"].append(20.0)
     ids = {t.task_id for t in plan.tasks}
-    assert ids < {t.task_id for t in plan_scan(bigger).tasks}
+    assert ids < {t.task_id for t in plan_scan(bigger, JOBS).tasks}
 
 
 def test_zip_axis() -> None:
@@ -67,7 +60,7 @@ def test_zip_axis() -> None:
             "grid": {"selftest.label": ["a", "b"]},
         }
     }
-    tasks = plan_scan(cfg).tasks
+    tasks = plan_scan(cfg, JOBS).tasks
     assert [(t.config["selftest"]["x"], t.config["selftest"]["n"]) for t in tasks] == [
         (1.0, 2),
         (1.0, 2),
@@ -77,9 +70,11 @@ def test_zip_axis() -> None:
 
 
 def test_backends_agree(tmp_path: Path) -> None:
-    serial = run_scan(SELFTEST, tmp_path / "serial", backend="serial", progress=False)
-    process = run_scan(SELFTEST, tmp_path / "process", backend="process", workers=2, progress=False)
-    dask = run_scan(SELFTEST, tmp_path / "dask", backend="dask", workers=2, progress=False)
+    serial = run_scan(SELFTEST, tmp_path / "serial", JOBS, backend="serial", progress=False)
+    process = run_scan(
+        SELFTEST, tmp_path / "process", JOBS, backend="process", workers=2, progress=False
+    )
+    dask = run_scan(SELFTEST, tmp_path / "dask", JOBS, backend="dask", workers=2, progress=False)
     assert serial.ok and process.ok and dask.ok
     assert _results(serial) == _results(process) == _results(dask)
     assert all(
@@ -95,7 +90,7 @@ def test_backends_agree(tmp_path: Path) -> None:
     assert len({r.record["pid"] for r in process}) >= 1
     assert all(r.record["pid"] != os.getpid() for r in dask)
     # the same numbers as calling the job directly with the task's config
-    t = plan_scan(SELFTEST).tasks[2]
+    t = plan_scan(SELFTEST, JOBS).tasks[2]
     assert serial[2].result["draws"] == selftest_job(t.config, tmp_path)["draws"]
     summary = json.loads((tmp_path / "dask" / "summary.json").read_text())
     assert summary["n_tasks"] == 4 and summary["n_run"] == 4
@@ -109,7 +104,7 @@ def test_resume_after_failure_runs_only_missing(tmp_path: Path) -> None:
     cfg = copy.deepcopy(SELFTEST)
     cfg["scan"]["grid"]["selftest.fail_if_exists"] = ["", str(marker)]
     out = tmp_path / "scan"
-    first = run_scan(cfg, out, progress=False)
+    first = run_scan(cfg, out, JOBS, progress=False)
     assert (first.n_run, first.n_failed) == (4, 4)
     assert not first.ok
     failed = {r.task_id for r in first if r.status == "failed"}
@@ -118,14 +113,14 @@ def test_resume_after_failure_runs_only_missing(tmp_path: Path) -> None:
     assert len(before) == 4
 
     marker.unlink()
-    second = run_scan(cfg, out, backend="process", workers=2, progress=False)
+    second = run_scan(cfg, out, JOBS, backend="process", workers=2, progress=False)
     assert second.ok and (second.n_run, second.n_skipped) == (4, 4)
     assert {r.task_id for r in second if r.status == "done"} == failed
     after = _mtimes(out)
     assert all(after[name] == t for name, t in before.items())  # finished files untouched
     assert not list((out / "tasks").glob("*.error.txt"))
 
-    third = run_scan(cfg, out, progress=False)
+    third = run_scan(cfg, out, JOBS, progress=False)
     assert (third.n_run, third.n_skipped) == (0, 8)
     assert _mtimes(out) == after
 
@@ -134,19 +129,23 @@ def test_subset_then_full(tmp_path: Path) -> None:
     small = copy.deepcopy(SELFTEST)
     small["scan"]["n_seeds"] = 1
     out = tmp_path / "scan"
-    assert run_scan(small, out, progress=False).n_run == 2
-    full = run_scan(SELFTEST, out, progress=False)
+    assert run_scan(small, out, JOBS, progress=False).n_run == 2
+    with pytest.raises(ConfigError, match="holds a different scan .*n_seeds.*--force") as info:
+        run_scan(SELFTEST, out, JOBS, progress=False)
+    assert "\n" not in str(info.value)
+    full = run_scan(SELFTEST, out, JOBS, progress=False, force=True)
     assert (full.n_run, full.n_skipped) == (2, 2)
-    fresh = run_scan(SELFTEST, tmp_path / "fresh", progress=False)
+    fresh = run_scan(SELFTEST, tmp_path / "fresh", JOBS, progress=False)
     assert _results(full) == _results(fresh)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "tamper", "incomplete", "empty"])
 def test_corrupt_task_file_is_redone(tmp_path: Path, damage: str) -> None:
     out = tmp_path / "scan"
-    first = run_scan(SELFTEST, out, progress=False)
-    path = first[1].path
-    assert path is not None and read_task_file(path) is not None
+    first = run_scan(SELFTEST, out, JOBS, progress=False)
+    assert first[1].path == Path("tasks") / f"{first[1].task_id}.json"  # relative to the scan
+    path = out / first[1].path
+    assert read_task_file(path) is not None
     text = path.read_text()
     if damage == "truncate":
         path.write_text(text[: len(text) // 2])
@@ -162,24 +161,27 @@ def test_corrupt_task_file_is_redone(tmp_path: Path, damage: str) -> None:
             record["complete"] = False
         path.write_text(json.dumps(record))
     assert read_task_file(path) is None
-    second = run_scan(SELFTEST, out, progress=False)
+    second = run_scan(SELFTEST, out, JOBS, progress=False)
     assert (second.n_run, second.n_skipped, second.n_redone) == (1, 3, 1)
     assert second[1].status == "done"
     assert _results(second) == _results(first)
     assert read_task_file(path) is not None
 
 
-def test_registered_job_and_out_path(tmp_path: Path) -> None:
+def test_custom_job_table_and_out_path(tmp_path: Path) -> None:
     name = "test-artifact"
-    if name not in JOBS:
-        register_job(name, _artifact_job, seed_keys=("selftest.seed",))
+    jobs = {name: Job(name, _artifact_job, seed_keys=("selftest.seed",))}
     cfg = {"scan": {"job": name, "grid": {"selftest.x": [1.0]}}}
-    result = run_scan(cfg, tmp_path, progress=False)
+    result = run_scan(cfg, tmp_path, jobs, progress=False)
+    # the job returned an absolute path; the record holds it relative to the scan folder
     art = Path(result[0].result["artifact"])
-    assert art.parent == tmp_path / "tasks" / result[0].task_id
+    assert art == Path("tasks") / result[0].task_id / "seed.txt"
+    art = tmp_path / art
     assert art.read_text() == str(result[0].seed)
-    with pytest.raises(ValueError, match="already registered"):
-        register_job(name, _artifact_job)
+    # the artifact's size and digest are in the record
+    assert result[0].record["outputs"]["seed.txt"]["size"] == len(str(result[0].seed))
+    with pytest.raises(ValueError, match="must be dotted"):
+        Job(name, _artifact_job, seed_keys=("seed",))
 
 
 def _artifact_job(config: dict, out_path: Path) -> dict:
@@ -212,7 +214,7 @@ def _artifact_job(config: dict, out_path: Path) -> dict:
 )
 def test_bad_scan_config(tmp_path: Path, scan: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as info:
-        run_scan({"scan": scan}, tmp_path / "out", progress=False)
+        run_scan({"scan": scan}, tmp_path / "out", JOBS, progress=False)
     assert "\n" not in str(info.value)
     assert not (tmp_path / "out").exists()  # validated before anything is written
 
@@ -222,17 +224,19 @@ def test_unreachable_scheduler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         run_scan(
             SELFTEST,
             tmp_path,
+            JOBS,
             backend="dask",
             scheduler="tcp://127.0.0.1:1",
             scheduler_timeout=1.0,
             progress=False,
         )
     assert "\n" not in str(info.value)
+    assert not (tmp_path / "scan.json").exists()  # connected before writing anything
     monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://127.0.0.1:1")
     with pytest.raises(ConfigError, match="127.0.0.1:1"):
-        run_scan(SELFTEST, tmp_path, backend="dask", scheduler_timeout=0.5, progress=False)
+        run_scan(SELFTEST, tmp_path, JOBS, backend="dask", scheduler_timeout=0.5, progress=False)
     with pytest.raises(ConfigError, match="needs the dask backend"):
-        run_scan(SELFTEST, tmp_path, backend="serial", scheduler="tcp://127.0.0.1:1")
+        run_scan(SELFTEST, tmp_path, JOBS, backend="serial", scheduler="tcp://127.0.0.1:1")
 
 
 def _write_toml(path: Path, text: str) -> Path:
@@ -308,8 +312,10 @@ def _sample_results(scan) -> list:
 def test_sample_job_serial_and_process_agree(tmp_path: Path) -> None:
     cfg = copy.deepcopy(SAMPLE)
     cfg["scan"]["n_seeds"] = 2  # 4 tasks
-    serial = run_scan(cfg, tmp_path / "serial", progress=False)
-    process = run_scan(cfg, tmp_path / "process", backend="process", workers=2, progress=False)
+    serial = run_scan(cfg, tmp_path / "serial", JOBS, progress=False)
+    process = run_scan(
+        cfg, tmp_path / "process", JOBS, backend="process", workers=2, progress=False
+    )
     assert serial.ok and process.ok and len(serial) == 4
     assert _sample_results(serial) == _sample_results(process)
     rec = serial[0]
@@ -320,8 +326,8 @@ def test_sample_job_serial_and_process_agree(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_sample_job_dask_agrees(tmp_path: Path) -> None:
-    serial = run_scan(SAMPLE, tmp_path / "serial", progress=False)
-    dask = run_scan(SAMPLE, tmp_path / "dask", backend="dask", workers=2, progress=False)
+    serial = run_scan(SAMPLE, tmp_path / "serial", JOBS, progress=False)
+    dask = run_scan(SAMPLE, tmp_path / "dask", JOBS, backend="dask", workers=2, progress=False)
     assert dask.ok
     assert _sample_results(serial) == _sample_results(dask)
 
@@ -330,7 +336,7 @@ def test_sample_grid_validation(tmp_path: Path) -> None:
     cfg = copy.deepcopy(SAMPLE)
     cfg["scan"]["grid"] = {"sampler.kind": ["hmc"], "sampler.step_sise": [0.1]}
     with pytest.raises(ConfigError, match="step_sise"):
-        plan_scan(cfg)
+        plan_scan(cfg, JOBS)
     cfg["scan"]["grid"] = {"run.n_stepz": [10]}
     with pytest.raises(ConfigError, match=r"unknown key\(s\) in \[run\]"):
-        plan_scan(cfg)
+        plan_scan(cfg, JOBS)

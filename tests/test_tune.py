@@ -12,6 +12,7 @@ import pytest
 
 from lattice_samplers.cli import main
 from lattice_samplers.config import ConfigError
+from lattice_samplers.jobs import JOBS
 from lattice_samplers.scan import plan_scan
 from lattice_samplers.tuned import TABLE_COLUMNS, TABLE_ENV, load_table, resolve_tuned, tuned_beta
 from lattice_samplers.workflows.tune import (
@@ -171,7 +172,7 @@ def test_table_roundtrip_and_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         "theory": {"L": 6, "beta": "tuned", "lam": 0.5},
         "run": {"n_steps": 100, "n_therm": 10, "n_chains": 1},
     }
-    tasks = plan_scan(scan_cfg).tasks
+    tasks = plan_scan(scan_cfg, JOBS).tasks
     assert [t.config["theory"]["beta"] for t in tasks] == [tuned_beta(6, 0.5), beta8]
 
     with pytest.raises(ConfigError, match="no tuned beta for L=10"):

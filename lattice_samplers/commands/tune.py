@@ -3,7 +3,7 @@
 With one or more ``--L`` it tunes each in this process and prints the results.  With
 ``--out DIR`` it runs one ``tune`` scan task per L (so an interrupted run resumes, and
 ``--backend process`` spreads the lattices over cores) and writes the table
-``DIR/beta_tuned.csv`` and ``DIR/beta_tuned.json`` (see :mod:`lattice_samplers.tune`).
+``DIR/beta_tuned.csv`` and ``DIR/beta_tuned.json`` (see :mod:`lattice_samplers.workflows.tune`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lattice_samplers import scan
 from lattice_samplers.commands.common import add_progress_arguments, show_progress
 from lattice_samplers.config import ConfigError
+from lattice_samplers.jobs import JOBS
 from lattice_samplers.records import environment
 from lattice_samplers.specs import TuneSettings
 from lattice_samplers.workflows import tune
@@ -141,8 +143,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_table(args: argparse.Namespace, settings: dict[str, Any]) -> tuple[list, str]:
     """Run the L values as a ``tune`` scan under OUT/scan and write OUT/beta_tuned.*."""
-    from lattice_samplers import scan
-
     out = Path(args.out)
     tune_section = {k: v for k, v in settings.items() if v is not None}
     config = {
@@ -154,6 +154,7 @@ def _run_table(args: argparse.Namespace, settings: dict[str, Any]) -> tuple[list
     result = scan.run_scan(
         config,
         out / "scan",
+        JOBS,
         backend=args.backend,
         workers=args.workers,
         progress=show_progress(args) and not args.json,

@@ -42,6 +42,15 @@ from torch import nn
 
 from lattice_samplers.flows.layers import FlowLayer
 
+__all__ = [
+    "EquivariantCNFLayer",
+    "TRANSFERABLE_KEYS",
+    "displacement_orbits",
+    "orbit_stencils",
+    "time_basis",
+    "transferable",
+]
+
 #: Architecture keys of the ``cnf`` family that fix the shape and meaning of its parameters.
 #: None of them involves L, so the weights transfer across lattice sizes.
 TRANSFERABLE_KEYS = ("family", "cnf_frequencies", "cnf_time_basis", "kernel_radius")

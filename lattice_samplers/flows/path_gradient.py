@@ -30,6 +30,11 @@ from torch import nn
 
 from lattice_samplers.flows.model import Flow
 
+__all__ = [
+    "PathGradientLoss",
+    "path_gradient_loss",
+]
+
 
 class PathGradientLoss(NamedTuple):
     """What :func:`path_gradient_loss` returns (all per-batch tensors have shape ``(n,)``).

@@ -334,7 +334,7 @@ class Sampler(ABC):
         """Run ``n_steps`` steps from ``state`` (updated in place) with frozen settings.
 
         One call of :meth:`run_block`; for several chains, thermalization, tuning, progress
-        and checkpoints use :func:`lattice_samplers.run.run_sampler`.
+        and checkpoints use :func:`lattice_samplers.driver.run_sampler`.
         """
         n_steps, thin = _check_lengths(n_steps, thin)
         obs = np.empty((n_steps // thin, N_OBS))
