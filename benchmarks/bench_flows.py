@@ -48,7 +48,7 @@ from lattice_samplers.flows.layers import (
 from lattice_samplers.flows.train import Trainer, set_torch_threads
 from lattice_samplers.theory import Phi4Theory
 
-BETA = {8: 0.576, 16: 0.633, 20: 0.645}  # PHYSICS.md section 2, lam = 0.5
+BETA = {8: 0.576, 16: 0.633, 20: 0.645}  # the paper's beta(L), lam = 0.5
 
 
 def family_config(family: str, dtype: str) -> FlowConfig:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 __all__ = [
+    "set_dotted",
     "MEMORY_FRACTION",
     "physical_memory",
     "require_memory",
@@ -77,15 +78,26 @@ def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set expects KEY=VALUE (e.g. theory.L=8), got {item!r}")
-        parts = key.split(".")
-        node = out
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {key}: {part!r} is a value, not a section")
-            node = child
-        node[parts[-1]] = _parse_value(value.strip())
+        set_dotted(out, key, _parse_value(value.strip()), where=f"--set {key}")
     return out
+
+
+def set_dotted(config: dict[str, Any], key: str, value: Any, where: str | None = None) -> None:
+    """Set ``config["a"]["b"] = value`` for ``key = "a.b"``, creating missing sections.
+
+    Raises
+    ------
+    ConfigError
+        If a part of the key names a value, not a section.
+    """
+    parts = key.split(".")
+    node = config
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{where or f'cannot set {key}'}: {part!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = copy.deepcopy(value)
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:

@@ -154,6 +154,15 @@ def _scan_relative(out_path: Path, extra: str | None = None) -> dict[str, str]:
     return out
 
 
+def _relative_to_scan(result: Any, out_path: Path, extra: str | None = None) -> Any:
+    """The task's result, and its JSON/CSV outputs on disk, with paths relative to the scan."""
+    replacements = _scan_relative(out_path, extra)
+    for old, new in replacements.items():
+        result = _replace_strings(result, old, new)
+    _portable_outputs(out_path, replacements)
+    return result
+
+
 def compare_job(config: dict[str, Any], out_path: Path) -> dict[str, Any]:
     """Run ``lattice-samplers compare`` on ``config``; outputs go to ``out_path``.
 
@@ -161,11 +170,8 @@ def compare_job(config: dict[str, Any], out_path: Path) -> dict[str, Any]:
     name it relative to the scan folder (``out_path/../..``), as every scan record does.
     """
     result = compare_workflow.compare_task(config, out_path)
-    replacements = _scan_relative(out_path, (config.get("compare") or {}).get("flow_checkpoint"))
-    for old, new in replacements.items():
-        result = _replace_strings(result, old, new)
-    _portable_outputs(out_path, replacements)
-    return result
+    checkpoint = (config.get("compare") or {}).get("flow_checkpoint")
+    return _relative_to_scan(result, out_path, checkpoint)
 
 
 def train_job(config: dict[str, Any], out_path: Path) -> dict[str, Any]:
@@ -173,12 +179,7 @@ def train_job(config: dict[str, Any], out_path: Path) -> dict[str, Any]:
 
     Paths in the result and in the JSON/CSV outputs are made relative to the scan folder.
     """
-    result = train_workflow.train_task(config, out_path)
-    replacements = _scan_relative(out_path)
-    for old, new in replacements.items():
-        result = _replace_strings(result, old, new)
-    _portable_outputs(out_path, replacements)
-    return result
+    return _relative_to_scan(train_workflow.train_task(config, out_path), out_path)
 
 
 def _summarize_selftest(result: dict[str, Any]) -> dict[str, Any]:

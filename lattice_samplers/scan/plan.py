@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from lattice_samplers.config import ConfigError
+from lattice_samplers.config import ConfigError, set_dotted
 from lattice_samplers.records import digest
 from lattice_samplers.scan.taskfiles import file_sha256
 
@@ -262,17 +262,6 @@ def _get_dotted(config: Mapping[str, Any], key: str) -> Any:
     return node
 
 
-def _set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = config
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"cannot set {key}: {part!r} is a value, not a section")
-        node = child
-    node[parts[-1]] = copy.deepcopy(value)
-
-
 # ---------------------------------------------------------------------------- paths
 def _move(value: Any, src: Path, dst: Path) -> Any:
     """A path value relative to ``src`` (or absolute) re-expressed relative to ``dst``."""
@@ -296,7 +285,7 @@ def relocate_paths(
     for key in path_keys:
         value = _get_dotted(out, key)
         if isinstance(value, str):
-            _set_dotted(out, key, _move(value, Path(src), Path(dst)))
+            set_dotted(out, key, _move(value, Path(src), Path(dst)))
         for kind in ("grid", "zip"):
             table = scan.get(kind)
             if isinstance(table, dict) and isinstance(table.get(key), list):
@@ -312,7 +301,7 @@ def resolve_paths(
     for key in path_keys:
         value = _get_dotted(out, key)
         if isinstance(value, str) and value:
-            _set_dotted(out, key, os.path.normpath(os.path.join(os.path.abspath(base), value)))
+            set_dotted(out, key, os.path.normpath(os.path.join(os.path.abspath(base), value)))
     return out
 
 
@@ -442,15 +431,15 @@ def plan_scan(
             seed = task_seed(settings.seed, spawn_key)
             cfg = copy.deepcopy(base)
             for key, value in point.items():
-                _set_dotted(cfg, key, value)
+                set_dotted(cfg, key, value)
             if job.prepare is not None:
                 cfg = job.prepare(cfg)
             for key in job.seed_keys:
-                _set_dotted(cfg, key, seed)
+                set_dotted(cfg, key, seed)
             id_cfg, id_point = copy.deepcopy(cfg), dict(point)
             for key in job.path_keys:
                 if _get_dotted(id_cfg, key) is not None:
-                    _set_dotted(id_cfg, key, identify(_get_dotted(id_cfg, key)))
+                    set_dotted(id_cfg, key, identify(_get_dotted(id_cfg, key)))
                 if key in id_point:
                     id_point[key] = identify(id_point[key])
             task_id = make_task_id(id_point, replica, job.name, id_cfg)
