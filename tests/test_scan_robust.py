@@ -261,7 +261,9 @@ def test_interrupt_process_scan_stops_promptly(tmp_path: Path, signame: str, cou
             proc.kill()
     assert elapsed < 20
     assert proc.returncode == 128 + getattr(signal, signame)
-    lines = err.strip().splitlines()
+    # after a second signal the killed workers may leave semaphores that Python's own
+    # resource_tracker warns about on exit; that warning is not ours to count
+    lines = [line for line in err.strip().splitlines() if line.startswith("lattice-samplers")]
     assert 1 <= len(lines) <= count and all(signame in line for line in lines), err
     for pid in workers:  # the running workers were terminated
         with pytest.raises(ProcessLookupError):

@@ -155,6 +155,9 @@ def _run_table(args: argparse.Namespace, settings: dict[str, Any]) -> tuple[list
         config,
         out / "scan",
         JOBS,
+        # more (or other) L values in the same folder are the point of --out: keep the task
+        # files that still match and add the new ones
+        force=True,
         backend=args.backend,
         workers=args.workers,
         progress=show_progress(args) and not args.json,
