@@ -256,6 +256,47 @@ def test_integrator_matches_numpy_twin(L: int, integrator: str, n: int) -> None:
     np.testing.assert_allclose(mom_a, mom_b, rtol=0, atol=1e-12)
 
 
+def hmc_twin(theory, phi, step_size, n_leapfrog, n_traj, rng):
+    """NumPy twin of kernels.hmc.hmc_block (leapfrog): same random stream, np.roll force."""
+    L = theory.L
+    phi = phi.copy()
+    accepted, delta_h = [], []
+    for _ in range(n_traj):
+        mom = normal_twin(_key_twin(rng), L * L).reshape(L, L)
+        h_old = theory.action(phi) + 0.5 * np.sum(mom * mom)
+        phi_new, mom_new = integrate_twin(theory, phi, mom, step_size, n_leapfrog, "leapfrog")
+        dh = theory.action(phi_new) + 0.5 * np.sum(mom_new * mom_new) - h_old
+        acc = rng.standard_exponential() > dh  # accept if log(u) < -delta_h
+        phi = phi_new if acc else phi
+        accepted.append(float(acc))
+        delta_h.append(dh)
+    return phi, np.array(accepted), np.array(delta_h)
+
+
+@pytest.mark.parametrize(("L", "step_size"), [(2, 0.45), (3, 0.45), (4, 0.4), (8, 0.3)])
+def test_hmc_block_matches_numpy_twin(L: int, step_size: float) -> None:
+    """Refresh (counter stream keyed from rng), trajectory, accept: the kernel is its twin."""
+    theory = _theory(L)
+    phi0 = _field(L, 7)
+    sampler = HMCSampler(theory, step_size=step_size, n_leapfrog=6, tune=False)
+    rng_a, rng_b = np.random.default_rng(11), np.random.default_rng(11)
+    chain = sampler.run(sampler.init(phi0, rng_a), 12, rng_a)
+    phi_b, acc_b, dh_b = hmc_twin(theory, phi0, step_size, 6, 12, rng_b)
+    np.testing.assert_array_equal(chain.stats["accepted"], acc_b)
+    np.testing.assert_allclose(chain.stats["delta_h"], dh_b, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(chain.state.phi, phi_b, rtol=0, atol=1e-12)
+    assert 0 < acc_b.sum() < 12  # both outcomes were exercised
+    assert rng_a.bit_generator.state == rng_b.bit_generator.state
+    # the observables recorded from the fused last pass are measure_into's
+    out = np.empty(kcommon.N_OBS)
+    action = kcommon.measure_into(chain.state.phi, *theory.hopping, theory.c0, out)
+    assert chain.state.scalars[0] == pytest.approx(action, rel=1e-12, abs=1e-12)
+    np.testing.assert_allclose(chain.state.scalars[1:], out, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(
+        chain.state.aux["force"], theory.force(chain.state.phi), rtol=0, atol=1e-12
+    )
+
+
 @pytest.mark.parametrize("L", SIZES)
 def test_force_and_measurement_kernels(L: int) -> None:
     theory = _theory(L)
