@@ -136,18 +136,18 @@ def splitmix64(key: np.uint64, x: np.uint64) -> np.uint64:
 
 @njit(cache=True, inline="always", fastmath=FILL_FASTMATH, error_model="numpy")
 def log_unit(u: float) -> float:
-    """log(u) for a normal float64 u in (0, 1] (fdlibm's algorithm, < 1 ulp), branch-free.
+    """log(u) for a normal float64 u in (0, 1] (fdlibm's polynomial, < 1 ulp), branch-free.
 
-    No special cases: zero, subnormals, negatives, inf and NaN never reach it.
+    u = 2^k m with the mantissa m taken to [sqrt(2)/2, sqrt(2)) by bit operations (exponent
+    1022 instead of 1023 when its bits exceed sqrt(2)'s), then fdlibm e_log.c's
+    log(1 + f) = f - s (f - R(s^2)) in its accurate form for every f.  No special cases:
+    zero, subnormals, negatives, inf and NaN never reach it.
     """
     bits = _f64_bits(u)
-    hx = bits >> 32
-    k = (hx >> 20) - 1023
-    hx = hx & 0xFFFFF
-    i = (hx + 0x95F64) & 0x100000
-    # normalize the mantissa into [sqrt(2)/2, sqrt(2)): x = m or m/2
-    x = _bits_f64(((hx | (i ^ 0x3FF00000)) << 32) | (bits & 0xFFFFFFFF))
-    k = k + (i >> 20)
+    mant = bits & 0xFFFFFFFFFFFFF
+    big = mant > 0x6A09E667F3BCD  # sqrt(2)'s mantissa bits
+    x = _bits_f64(mant | (0x3FE0000000000000 if big else 0x3FF0000000000000))
+    k = (bits >> 52) - (1022 if big else 1023)
     f = x - 1.0
     s = f / (2.0 + f)
     dk = _small_int_to_f64(k)
@@ -157,10 +157,7 @@ def log_unit(u: float) -> float:
     t2 = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
     r = t2 + t1
     hfsq = 0.5 * f * f
-    big = ((hx - 0x6147A) | (0x6B851 - hx)) > 0
-    a = dk * _LN2_HI - ((hfsq - (s * (hfsq + r) + dk * _LN2_LO)) - f)
-    b = dk * _LN2_HI - ((s * (f - r) - dk * _LN2_LO) - f)
-    return a if big else b
+    return dk * _LN2_HI - ((hfsq - (s * (hfsq + r) + dk * _LN2_LO)) - f)
 
 
 @njit(cache=True, inline="always", fastmath=FILL_FASTMATH, error_model="numpy")
