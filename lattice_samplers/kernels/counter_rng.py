@@ -22,6 +22,10 @@ buffer sizes used here (<= millions of words per key) the chance that two of the
 a run is negligible (about n_fills^2 * n_words / 2^64).
 
 NumPy twins of the fills are in ``tests/test_samplers_kernels.py``.
+
+Caution when editing: :func:`normal_pair` is inlined into ``kernels/hmc.py``, and numba's
+on-disk cache of a function is invalidated only by changes to its own file, so after a change
+here clear the cache (``__pycache__/*.nbi``, ``*.nbc`` or ``NUMBA_CACHE_DIR``).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ __all__ = [
     "exponential_fill",
     "log_unit",
     "normal_fill",
+    "normal_pair",
     "sincos_quarter_turn",
     "splitmix64",
     "uniform_fill",
@@ -108,12 +113,6 @@ def _bits_f64(typingctx, x):  # noqa: ARG001
 
 
 @njit(cache=True, inline="always")
-def _small_int_to_f64(k: int) -> float:
-    """float(k) for |k| < 2^51 by the 1.5 * 2^52 trick: AVX2 has no int64 -> double."""
-    return _bits_f64(k + 0x4338000000000000) - 6755399441055744.0
-
-
-@njit(cache=True, inline="always")
 def _unit_open_above(w: np.uint64) -> float:
     """(w >> 12) * 2^-52 in [0, 1): top 52 bits as a mantissa (no int -> double conversion)."""
     return _bits_f64((w >> _S12) | _EXP_ONE) - 1.0
@@ -150,7 +149,7 @@ def log_unit(u: float) -> float:
     k = (bits >> 52) - (1022 if big else 1023)
     f = x - 1.0
     s = f / (2.0 + f)
-    dk = _small_int_to_f64(k)
+    dk = float(np.int32(k))  # int32 -> double is an AVX2 instruction; int64 -> double is not
     z = s * s
     w = z * z
     t1 = w * (_LG2 + w * (_LG4 + w * _LG6))
@@ -176,7 +175,7 @@ def sincos_quarter_turn(r: float) -> tuple[float, float]:
 
 
 @njit(cache=True, inline="always", fastmath=FILL_FASTMATH, error_model="numpy")
-def _normal_pair(key: np.uint64, x: np.uint64) -> tuple[float, float]:
+def normal_pair(key: np.uint64, x: np.uint64) -> tuple[float, float]:
     """Box-Muller pair from words 2x, 2x + 1: (R cos t, R sin t), R^2 = -2 log u, t uniform."""
     w1 = splitmix64(key, x + x)
     w2 = splitmix64(key, x + x + _ONE)
@@ -215,11 +214,11 @@ def normal_fill(out: np.ndarray, key: np.uint64) -> None:
     lo = out[:half]
     hi = out[half : 2 * half]
     for x in range(half):
-        a, b = _normal_pair(key, np.uint64(x))
+        a, b = normal_pair(key, np.uint64(x))
         lo[x] = a
         hi[x] = b
     if n % 2 == 1:
-        a, _ = _normal_pair(key, np.uint64(half))
+        a, _ = normal_pair(key, np.uint64(half))
         out[n - 1] = a
 
 

@@ -45,7 +45,7 @@ from lattice_samplers.kernels.common import (
     accept_test,
     observables_from_sums,
 )
-from lattice_samplers.kernels.counter_rng import draw_key, normal_fill
+from lattice_samplers.kernels.counter_rng import draw_key, normal_fill, normal_pair
 
 LEAPFROG = 0
 OMELYAN = 1
@@ -303,6 +303,56 @@ def _kick_cached_drift(
     return 0.5 * k
 
 
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+def _refresh_kick_drift(
+    src: np.ndarray,
+    dst: np.ndarray,
+    mom: np.ndarray,
+    force: np.ndarray,
+    key: np.uint64,
+    eps_kick: float,
+    eps_drift: float,
+    L0: int,
+    L1: int,
+) -> float:
+    """Fresh momenta (as :func:`refresh_momenta` with ``key``), the first kick and drift.
+
+    One pass instead of two: the Box-Muller pair x gives sites x and x + V // 2 (and pair
+    V // 2 the last site for odd V), exactly normal_fill's layout; returns 1/2 sum mom^2 of
+    the fresh momenta.  Compiled with FASTMATH (the kinetic sum must vectorize), which may
+    reassociate the generator's polynomials: the variates then differ from normal_fill's
+    in the last bits, deterministically.
+    """
+    volume = L0 * L1
+    half = volume // 2
+    mid_lo = src[L1 : L1 + half]
+    mid_hi = src[L1 + half : L1 + 2 * half]
+    out_lo = dst[L1 : L1 + half]
+    out_hi = dst[L1 + half : L1 + 2 * half]
+    mom_lo = mom[:half]
+    mom_hi = mom[half : 2 * half]
+    force_lo = force[:half]
+    force_hi = force[half : 2 * half]
+    k = 0.0
+    for x in range(half):
+        a, b = normal_pair(key, np.uint64(x))
+        k += a * a + b * b
+        m = a - eps_kick * force_lo[x]
+        mom_lo[x] = m
+        out_lo[x] = mid_lo[x] + eps_drift * m
+        m = b - eps_kick * force_hi[x]
+        mom_hi[x] = m
+        out_hi[x] = mid_hi[x] + eps_drift * m
+    if volume % 2 == 1:
+        a, _ = normal_pair(key, np.uint64(half))
+        k += a * a
+        m = a - eps_kick * force[volume - 1]
+        mom[volume - 1] = m
+        dst[L1 + volume - 1] = src[L1 + volume - 1] + eps_drift * m
+    _fill_halo(dst, L0, L1)
+    return 0.5 * k
+
+
 @njit(cache=True, fastmath=FASTMATH)
 def kinetic_energy(mom: np.ndarray) -> float:
     """1/2 sum_x mom_x^2."""
@@ -342,6 +392,8 @@ def _trajectory(
     force: np.ndarray,
     force_out: np.ndarray,
     sums: np.ndarray,
+    refresh: bool,
+    key: np.uint64,
     step_size: float,
     n_leapfrog: int,
     integrator: int,
@@ -354,8 +406,10 @@ def _trajectory(
 ) -> tuple[float, float]:
     """Integrate on row-padded fields (``src`` -> ``dst``; see :func:`integrate`).
 
-    Returns the kinetic energies before and after; ``sums[:4]`` receives the final field's
-    sums for :func:`~lattice_samplers.kernels.common.observables_from_sums`.
+    With ``refresh`` the momenta are first replaced by fresh ones from stream ``key`` (in
+    the first kick's pass); otherwise ``mom`` is used as given.  Returns the kinetic
+    energies before and after; ``sums[:4]`` receives the final field's sums for
+    :func:`~lattice_samplers.kernels.common.observables_from_sums`.
     """
     eps = step_size
     a = 2.0 * c2
@@ -382,7 +436,10 @@ def _trajectory(
         drift = eps
     # the drifted fields alternate between the two buffers; the n-th must be dst
     x, y = (dst, tmp) if n_drifts % 2 == 1 else (tmp, dst)
-    k_old = _kick_cached_drift(src, x, mom, force, first_kick, drift, L0, L1)
+    if refresh:
+        k_old = _refresh_kick_drift(src, x, mom, force, key, first_kick, drift, L0, L1)
+    else:
+        k_old = _kick_cached_drift(src, x, mom, force, first_kick, drift, L0, L1)
     for k in range(1, n_drifts):
         if integrator == OMELYAN:
             kick = (1.0 - 2.0 * lam) * eps if k % 2 == 1 else 2.0 * lam * eps
@@ -450,6 +507,8 @@ def integrate(
         force.reshape(volume),
         force_out.reshape(volume),
         np.empty(4),
+        False,
+        np.uint64(0),
         step_size,
         n_leapfrog,
         integrator,
@@ -488,8 +547,9 @@ def hmc_block(
 ) -> None:
     """Run ``n_steps`` HMC trajectories in place, recording observables every ``thin``.
 
-    Per trajectory the random stream is: one key for the momentum refresh
-    (:func:`refresh_momenta`), then one standard exponential for the accept test.
+    Per trajectory the random stream is: one key for the momentum refresh (the momenta of
+    :func:`refresh_momenta` with that key, drawn inside the first kick's pass), then one
+    standard exponential for the accept test.
 
     Parameters
     ----------
@@ -525,9 +585,9 @@ def hmc_block(
     obs_new = np.empty(current.shape[0] - 1)
     sums = np.empty(4)
     swapped = False
+    refresh = broken != BROKEN_NO_REFRESH
     for t in range(n_steps):
-        if broken != BROKEN_NO_REFRESH:
-            refresh_momenta(flat_mom, rng)
+        key = draw_key(rng) if refresh else np.uint64(0)
         k_old, k_new = _trajectory(
             cur_phi,
             new_phi,
@@ -536,6 +596,8 @@ def hmc_block(
             cur_force,
             new_force,
             sums,
+            refresh,
+            key,
             step_size,
             n_leapfrog,
             integrator,
