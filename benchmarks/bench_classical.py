@@ -1,34 +1,49 @@
 """Performance of the classical samplers, measured side by side in one run.
 
-Prints (medians over repeats; this machine is shared and noisy, so compare the ratios):
+Prints (this machine is shared and noisy, so compare the ratios):
 
 * HMC all-in (refresh, trajectory, action, accept, measurement) in ns per site per leapfrog
-  step at L = 8, 32, 64 with 10 leapfrog steps, and the speed-up over a plain NumPy (np.roll)
-  HMC with the same settings (targets: <= 1.2 ns at L = 32, >= 50x);
-* Metropolis ns per single-site update (target <= 15 ns);
+  step at L = 32 and 64 with 10 leapfrog steps: the current kernel, the previous one
+  (``benchmarks/_previous_kernels.py``, the code before issue 13 parts 2-3) and a plain NumPy
+  (np.roll) HMC, interleaved in every repeat; medians over repeats and the median of the
+  per-repeat ratios new / previous (target <= 0.5);
+* Metropolis checkerboard sweeps in ns per single-site update, the same way, against the
+  previous kernel and a vectorized NumPy checkerboard sweep (target new / previous <= 0.6);
 * Wolff cluster ns per flipped site, and the cost per effective sample of |M| of cluster,
   HMC and Metropolis at L = 16 (ising lam = 0.5, beta = 0.633, xi ~ L/4).
 
-Run: ``python benchmarks/bench_classical.py [--quick]`` (about a minute; --quick: seconds).
+Times are the process's CPU time (``time.process_time``): on a machine shared with other
+jobs it is much less disturbed than wall time, and these kernels are single-threaded.
+
+Run: ``python benchmarks/bench_classical.py [--quick]`` (a few minutes; --quick: about 30 s).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
-from lattice_samplers.run import run_sampler
 from numba import njit
 
 from lattice_samplers import observables
+from lattice_samplers.driver import RunSettings, run_sampler
+from lattice_samplers.kernels import hmc as khmc
+from lattice_samplers.kernels import metropolis as kmet
 from lattice_samplers.kernels.cluster import wolff_update
+from lattice_samplers.kernels.common import N_OBS
 from lattice_samplers.samplers import ClusterSampler, HMCSampler, MetropolisSampler, Sampler
 from lattice_samplers.summary import summarize_series
 from lattice_samplers.theory import Phi4Theory
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _previous_kernels as previous  # noqa: E402  (the reference, next to this file)
+
 N_LEAPFROG = 10
+SIZES = [32, 64]
 
 
 def theory_for(L: int) -> Phi4Theory:
@@ -39,21 +54,8 @@ def theory_for(L: int) -> Phi4Theory:
 
 def tuned(sampler: Sampler, seed: int = 0) -> tuple[Sampler, np.ndarray]:
     """Tune the sampler's settings and return it with an equilibrated field."""
-    result = run_sampler(sampler, 100, n_therm=400, n_chains=1, seed=seed)
+    result = run_sampler(sampler, RunSettings(n_steps=100, n_therm=400, n_chains=1, seed=seed))
     return sampler, result.final_phi[0]
-
-
-def time_sampler(sampler: Sampler, phi: np.ndarray, n_steps: int, repeats: int) -> float:
-    """Median wall seconds of ``sampler.run`` over ``n_steps`` steps (frozen settings)."""
-    rng = np.random.default_rng(1)
-    state = sampler.init(phi, rng)
-    sampler.run(state, max(1, n_steps // 10), rng)  # warm caches and the JIT
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        sampler.run(state, n_steps, rng)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def numpy_hmc(
@@ -77,35 +79,162 @@ def numpy_hmc(
     return phi
 
 
+def numpy_metropolis(
+    theory: Phi4Theory, phi: np.ndarray, width: float, n_sweeps: int, rng: np.random.Generator
+) -> np.ndarray:
+    """A vectorized NumPy checkerboard Metropolis (np.roll neighbour sums), same law."""
+    h, c2, c4 = theory.hopping
+    i, j = np.indices(phi.shape)
+    masks = [(i + j) % 2 == parity for parity in (0, 1)]
+    phi = phi.copy()
+    for _ in range(n_sweeps):
+        for mask in masks:
+            nn = sum(np.roll(phi, s, axis=a) for s in (1, -1) for a in (0, 1))
+            d = rng.uniform(-width, width, phi.shape)
+            q = phi + d
+            p2, q2 = phi * phi, q * q
+            ds = -h * d * nn + c2 * (q2 - p2) + c4 * (q2 * q2 - p2 * p2)
+            accept = mask & (rng.standard_exponential(phi.shape) > ds)
+            phi = np.where(accept, q, phi)
+    return phi
+
+
+def _cpu_seconds(fn) -> float:
+    t0 = time.process_time()
+    fn()
+    return time.process_time() - t0
+
+
+def _interleaved(runs: dict[str, tuple], repeats: int) -> dict[str, list[float]]:
+    """CPU seconds per unit of work of each (callable, units) in ``runs``, in every repeat."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, (fn, units) in runs.items():
+            times[name].append(_cpu_seconds(fn) / units)
+    return times
+
+
+def _ratio(times: dict[str, list[float]], a: str, b: str) -> float:
+    """Median over repeats of the per-repeat ratio a / b (both measured in that repeat)."""
+    return statistics.median(x / y for x, y in zip(times[a], times[b]))
+
+
+def _hmc_runs(sampler: HMCSampler, phi: np.ndarray, n_fast: int, n_slow: int) -> dict:
+    """The three HMC implementations, each a callable over a fixed number of trajectories."""
+    theory = sampler.theory
+    h, c2, c4 = theory.hopping
+    s = sampler.settings
+    volume = theory.volume
+
+    def new() -> None:
+        state = sampler.init(phi, np.random.default_rng(0))
+        khmc.hmc_block(
+            state.phi, state.aux["force"], state.aux["momentum"], state.scalars,
+            s.step_size, N_LEAPFROG, khmc.LEAPFROG, s.omelyan_lambda, True, h, c2, c4,
+            theory.c0, np.random.default_rng(1), n_fast, 1, np.empty((n_fast, N_OBS)),
+            np.empty((n_fast, 4)), 0,
+        )  # fmt: skip
+
+    def old() -> None:
+        state = sampler.init(phi, np.random.default_rng(0))
+        scratch = [np.empty_like(phi) for _ in range(3)]
+        previous.hmc_block(
+            state.phi, state.aux["force"], state.aux["momentum"], state.scalars, *scratch,
+            np.empty(N_OBS), s.step_size, N_LEAPFROG, previous.LEAPFROG, s.omelyan_lambda,
+            True, h, c2, c4, theory.c0, np.random.default_rng(1), n_fast, 1,
+            np.empty((n_fast, N_OBS)), np.empty((n_fast, 4)), 0,
+        )  # fmt: skip
+
+    def slow() -> None:
+        numpy_hmc(theory, phi.copy(), s.step_size, n_slow, np.random.default_rng(2))
+
+    site_steps = volume * N_LEAPFROG
+    return {
+        "new": (new, n_fast * site_steps),
+        "previous": (old, n_fast * site_steps),
+        "numpy": (slow, n_slow * site_steps),
+    }
+
+
 def bench_hmc(sizes: list[int], repeats: int, budget: float) -> list[tuple]:
+    """Rows (L, step_size, ns new, ns previous, ns numpy, new/previous, numpy/new)."""
     rows = []
     for L in sizes:
         theory = theory_for(L)
         sampler, phi = tuned(HMCSampler(theory, n_leapfrog=N_LEAPFROG))
         sampler.settings = type(sampler.settings)(**{**sampler.settings_dict(), "tune": False})
         site_steps = theory.volume * N_LEAPFROG
-        n_fast = max(20, int(budget / (site_steps * 1.5e-9)))
-        t_fast = time_sampler(sampler, phi, n_fast, repeats) / (n_fast * site_steps)
+        n_fast = max(20, int(budget / (site_steps * 3e-9)))
         n_slow = max(3, int(budget / (site_steps * 1e-7)))
-        times = []
-        for r in range(max(1, repeats // 2)):
-            rng = np.random.default_rng(r)
-            t0 = time.perf_counter()
-            numpy_hmc(theory, phi.copy(), sampler.settings.step_size, n_slow, rng)
-            times.append(time.perf_counter() - t0)
-        t_slow = statistics.median(times) / (n_slow * site_steps)
-        rows.append((L, sampler.settings.step_size, t_fast * 1e9, t_slow * 1e9, t_slow / t_fast))
+        runs = _hmc_runs(sampler, phi, n_fast, n_slow)
+        for fn, _ in runs.values():  # compile / warm caches
+            fn()
+        t = _interleaved(runs, repeats)
+        med = {k: statistics.median(v) * 1e9 for k, v in t.items()}
+        rows.append(
+            (
+                L,
+                sampler.settings.step_size,
+                med["new"],
+                med["previous"],
+                med["numpy"],
+                _ratio(t, "new", "previous"),
+                _ratio(t, "numpy", "new"),
+            )
+        )
     return rows
 
 
+def _metropolis_runs(sampler: MetropolisSampler, phi: np.ndarray, n_fast: int, n_slow: int) -> dict:
+    """The three Metropolis implementations, each a callable over a fixed number of sweeps."""
+    theory = sampler.theory
+    h, c2, c4 = theory.hopping
+    width = sampler.settings.width
+    volume = theory.volume
+
+    def block(module) -> None:
+        state = sampler.init(phi, np.random.default_rng(0))
+        module.metropolis_block(
+            state.phi, state.scalars, width, 1, True, h, c2, c4, theory.c0,
+            np.random.default_rng(1), n_fast, n_fast, np.empty((1, N_OBS)),
+            np.empty((n_fast, 1)), 0,
+        )  # fmt: skip
+
+    def slow() -> None:
+        numpy_metropolis(theory, phi, width, n_slow, np.random.default_rng(2))
+
+    return {
+        "new": (lambda: block(kmet), n_fast * volume),
+        "previous": (lambda: block(previous), n_fast * volume),
+        "numpy": (slow, n_slow * volume),
+    }
+
+
 def bench_metropolis(sizes: list[int], repeats: int, budget: float) -> list[tuple]:
+    """Rows (L, width, ns new, ns previous, ns numpy, new/previous, numpy/new)."""
     rows = []
     for L in sizes:
         theory = theory_for(L)
         sampler, phi = tuned(MetropolisSampler(theory))
-        n = max(20, int(budget / (theory.volume * 12e-9)))
-        t = time_sampler(sampler, phi, n, repeats) / (n * theory.volume)
-        rows.append((L, sampler.settings.width, t * 1e9))
+        width = sampler.settings.width
+        n_fast = max(20, int(budget / (theory.volume * 30e-9)))
+        n_slow = max(3, int(budget / (theory.volume * 300e-9)))
+        runs = _metropolis_runs(sampler, phi, n_fast, n_slow)
+        for fn, _ in runs.values():
+            fn()
+        t = _interleaved(runs, repeats)
+        med = {k: statistics.median(v) * 1e9 for k, v in t.items()}
+        rows.append(
+            (
+                L,
+                width,
+                med["new"],
+                med["previous"],
+                med["numpy"],
+                _ratio(t, "new", "previous"),
+                _ratio(t, "numpy", "new"),
+            )
+        )
     return rows
 
 
@@ -143,7 +272,8 @@ def bench_cost_per_ess(L: int, n_steps: int) -> list[tuple]:
     theory = theory_for(L)
     rows = []
     for sampler in (ClusterSampler(theory), HMCSampler(theory), MetropolisSampler(theory)):
-        result = run_sampler(sampler, n_steps, n_therm=2000, n_chains=2, seed=3)
+        run = RunSettings(n_steps=n_steps, n_therm=2000, n_chains=2, seed=3)
+        result = run_sampler(sampler, run)
         s = summarize_series(result.observables["abs_magnetization"])
         rows.append(
             (
@@ -163,20 +293,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short runs (smoke test)")
     args = parser.parse_args()
-    repeats, budget, n_ess = (3, 0.02, 5000) if args.quick else (7, 0.25, 100_000)
+    repeats, budget, n_ess = (5, 0.02, 5000) if args.quick else (9, 0.25, 100_000)
 
     t_start = time.perf_counter()
-    print("HMC all-in, leapfrog, n_leapfrog = 10 (ns per site per leapfrog step; median)")
-    print(f"{'L':>4} {'step_size':>10} {'numba':>9} {'numpy':>9} {'speed-up':>9}")
-    for L, eps, fast, slow, ratio in bench_hmc([8, 32, 64], repeats, budget):
-        print(f"{L:>4} {eps:>10.4f} {fast:>9.3f} {slow:>9.1f} {ratio:>8.0f}x")
-    print("  targets: <= 1.2 ns at L = 32; >= 50x faster than NumPy")
+    print(f"CPU-time medians over {repeats} interleaved repeats; ratios are medians of per-repeat")
+    print("ratios (new / previous: lower is better; numpy / new: the speed-up over NumPy)\n")
+    print("HMC all-in, leapfrog, n_leapfrog = 10 (ns per site per leapfrog step)")
+    print(
+        f"{'L':>4} {'step_size':>10} {'new':>8} {'previous':>9} {'numpy':>8} "
+        f"{'new/prev':>9} {'numpy/new':>10}"
+    )
+    for L, eps, new, old, slow, ratio, speedup in bench_hmc(SIZES, repeats, budget):
+        print(
+            f"{L:>4} {eps:>10.4f} {new:>8.3f} {old:>9.3f} {slow:>8.1f} "
+            f"{ratio:>9.3f} {speedup:>9.0f}x"
+        )
+    print("  target: new/prev <= 0.5")
 
-    print("\nMetropolis, checkerboard sweeps, n_hits = 1 (ns per site update; median)")
-    print(f"{'L':>4} {'width':>10} {'ns':>9}")
-    for L, width, ns in bench_metropolis([8, 32, 64], repeats, budget):
-        print(f"{L:>4} {width:>10.4f} {ns:>9.2f}")
-    print("  target: <= 15 ns")
+    print("\nMetropolis, checkerboard sweeps, n_hits = 1 (ns per site update)")
+    print(
+        f"{'L':>4} {'width':>10} {'new':>8} {'previous':>9} {'numpy':>8} "
+        f"{'new/prev':>9} {'numpy/new':>10}"
+    )
+    for L, width, new, old, slow, ratio, speedup in bench_metropolis(SIZES, repeats, budget):
+        print(
+            f"{L:>4} {width:>10.4f} {new:>8.2f} {old:>9.2f} {slow:>8.1f} "
+            f"{ratio:>9.3f} {speedup:>9.1f}x"
+        )
+    print("  target: new/prev <= 0.6")
 
     print("\nWolff cluster update alone (ns per flipped site; median)")
     print(f"{'L':>4} {'<|C|>/V':>10} {'ns':>9}")

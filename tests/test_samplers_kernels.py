@@ -7,6 +7,7 @@ import pytest
 
 from lattice_samplers.kernels import cluster as kcl
 from lattice_samplers.kernels import common as kcommon
+from lattice_samplers.kernels import counter_rng as krng
 from lattice_samplers.kernels import hmc as khmc
 from lattice_samplers.kernels import metropolis as kmet
 from lattice_samplers.samplers import HMCSampler
@@ -23,6 +24,53 @@ def _field(L: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).normal(0.0, 0.8, (L, L))
 
 
+def splitmix64_twin(key: int, index: np.ndarray) -> np.ndarray:
+    """NumPy twin of counter_rng.splitmix64 (uint64 arithmetic wraps modulo 2^64)."""
+    u = np.uint64
+    z = u(key) + (index.astype(u) + u(1)) * u(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> u(30))) * u(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> u(27))) * u(0x94D049BB133111EB)
+    return z ^ (z >> u(31))
+
+
+def _top52(words: np.ndarray) -> np.ndarray:
+    return (words >> np.uint64(12)).astype(np.float64) * 2.0**-52
+
+
+def uniform_twin(key: int, offset: int, n: int) -> np.ndarray:
+    """u in [0, 1) from words offset .. offset + n - 1."""
+    return _top52(splitmix64_twin(key, np.arange(offset, offset + n)))
+
+
+def exponential_twin(key: int, offset: int, n: int) -> np.ndarray:
+    """-log(u), u in (0, 1], from words offset .. offset + n - 1."""
+    return -np.log(1.0 - uniform_twin(key, offset, n))
+
+
+def normal_twin(key: int, n: int) -> np.ndarray:
+    """NumPy twin of counter_rng.normal_fill: Box-Muller with np.log, np.cos, np.sin."""
+    pairs = np.arange((n + 1) // 2)
+    w1 = splitmix64_twin(key, 2 * pairs)
+    w2 = splitmix64_twin(key, 2 * pairs + 1)
+    radius = np.sqrt(-2.0 * np.log(1.0 - _top52(w1)))
+    quadrant = (w2 >> np.uint64(62)).astype(np.float64)
+    r = _top52(w2 << np.uint64(2)) - 0.5
+    angle = 0.5 * np.pi * (quadrant + r)
+    z_cos, z_sin = radius * np.cos(angle), radius * np.sin(angle)
+    half = n // 2
+    out = np.empty(n)
+    out[:half] = z_cos[:half]
+    out[half : 2 * half] = z_sin[:half]
+    if n % 2:
+        out[-1] = z_cos[half]
+    return out
+
+
+def _key_twin(rng: np.random.Generator) -> int:
+    """The key counter_rng.draw_key takes from ``rng``, as a Python int."""
+    return int(rng.integers(0, 2**63 - 1, dtype=np.int64))
+
+
 def sweep_twin(theory, phi, width, n_hits, checkerboard, rng) -> int:
     """Python twin of kernels.metropolis.sweep: same site order, same random numbers."""
     L = theory.L
@@ -32,20 +80,75 @@ def sweep_twin(theory, phi, width, n_hits, checkerboard, rng) -> int:
         ]
     else:
         order = [(i, j) for i in range(L) for j in range(L)]
+    n = L * L * n_hits
+    key = _key_twin(rng)
+    d = width * (2.0 * uniform_twin(key, 0, n) - 1.0)
+    e = exponential_twin(key, n, n)
     n_acc = 0
+    k = 0
     for i, j in order:
         for _ in range(n_hits):
-            d = width * (2.0 * rng.random() - 1.0)
-            e = rng.standard_exponential()
-            ds = theory.local_delta_action(phi, i, j, d)
-            if e > ds:  # log(u) < -ds with u = exp(-e)
-                phi[i, j] += d
+            ds = theory.local_delta_action(phi, i, j, d[k])
+            if e[k] > ds:  # log(u) < -ds with u = exp(-e)
+                phi[i, j] += d[k]
                 n_acc += 1
+            k += 1
     return n_acc
 
 
+@pytest.mark.parametrize("n", [1, 2, 7, 64, 1001])
+def test_counter_rng_fills_match_numpy_twins(n: int) -> None:
+    key = _key_twin(np.random.default_rng(n))
+    out = np.empty(n)
+    krng.normal_fill(out, np.uint64(key))
+    np.testing.assert_allclose(out, normal_twin(key, n), rtol=1e-14, atol=1e-14)
+    krng.uniform_fill(out, np.uint64(key), 5, 2.0, -1.0)
+    np.testing.assert_allclose(out, 2.0 * uniform_twin(key, 5, n) - 1.0, rtol=0, atol=1e-15)
+    krng.exponential_fill(out, np.uint64(key), 3)
+    np.testing.assert_allclose(out, exponential_twin(key, 3, n), rtol=1e-14, atol=1e-15)
+    rng_a, rng_b = np.random.default_rng(1), np.random.default_rng(1)
+    assert int(krng.draw_key(rng_a)) == _key_twin(rng_b)
+
+
+def test_counter_rng_transcendentals_are_libm_accurate() -> None:
+    """The vectorizable log and sin/cos agree with numpy's to about 1 ulp."""
+    rng = np.random.default_rng(0)
+    u = np.concatenate([rng.random(20_000), 2.0 ** -rng.uniform(0, 52, 5000), [1.0, 2.0**-52]])
+    logs = np.array([krng.log_unit(x) for x in u[:2000]] + [krng.log_unit(x) for x in u[-5:]])
+    ref = np.log(np.concatenate([u[:2000], u[-5:]]))
+    assert np.all(np.abs(logs - ref) <= 2.3e-16 * np.maximum(np.abs(ref), 1.0))
+    r = rng.uniform(-0.5, 0.5, 2000)
+    sc = np.array([krng.sincos_quarter_turn(x) for x in r])
+    np.testing.assert_allclose(sc[:, 0], np.sin(0.5 * np.pi * r), rtol=3e-16, atol=3e-17)
+    np.testing.assert_allclose(sc[:, 1], np.cos(0.5 * np.pi * r), rtol=3e-16, atol=0)
+
+
+def test_counter_rng_distributions() -> None:
+    """Moments and KS tests of 2^20 variates (fixed key; a wrong law fails by many sigma)."""
+    from scipy import stats
+
+    n = 1 << 20
+    key = np.uint64(0x1234_5678_9ABC_DEF0)
+    z = np.empty(n)
+    krng.normal_fill(z, key)
+    assert abs(z.mean()) < 5.0 / np.sqrt(n)
+    assert abs(z.var() - 1.0) < 5.0 * np.sqrt(2.0 / n)
+    assert abs(np.mean(z**4) - 3.0) < 5.0 * np.sqrt(96.0 / n)
+    assert stats.kstest(z, "norm").pvalue > 1e-3
+    # independence of the two halves (the cos and sin of one pair)
+    assert abs(np.mean(z[: n // 2] * z[n // 2 :])) < 5.0 / np.sqrt(n // 2)
+    e = np.empty(n)
+    krng.exponential_fill(e, key, 0)
+    assert abs(e.mean() - 1.0) < 5.0 / np.sqrt(n)
+    assert stats.kstest(e, "expon").pvalue > 1e-3
+    u = np.empty(n)
+    krng.uniform_fill(u, key, 0, 1.0, 0.0)
+    assert u.min() >= 0.0 and u.max() < 1.0
+    assert stats.kstest(u, "uniform").pvalue > 1e-3
+
+
 @pytest.mark.parametrize("L", SIZES)
-@pytest.mark.parametrize(("checkerboard", "n_hits"), [(True, 1), (False, 2)])
+@pytest.mark.parametrize(("checkerboard", "n_hits"), [(True, 1), (True, 3), (False, 2)])
 def test_sweep_matches_twin(L: int, checkerboard: bool, n_hits: int) -> None:
     theory = _theory(L)
     phi_a, phi_b = _field(L), _field(L)
@@ -151,6 +254,47 @@ def test_integrator_matches_numpy_twin(L: int, integrator: str, n: int) -> None:
     phi_b, mom_b = integrate_twin(theory, phi, mom, 0.07, n, integrator)
     np.testing.assert_allclose(phi_a, phi_b, rtol=0, atol=1e-12)
     np.testing.assert_allclose(mom_a, mom_b, rtol=0, atol=1e-12)
+
+
+def hmc_twin(theory, phi, step_size, n_leapfrog, n_traj, rng):
+    """NumPy twin of kernels.hmc.hmc_block (leapfrog): same random stream, np.roll force."""
+    L = theory.L
+    phi = phi.copy()
+    accepted, delta_h = [], []
+    for _ in range(n_traj):
+        mom = normal_twin(_key_twin(rng), L * L).reshape(L, L)
+        h_old = theory.action(phi) + 0.5 * np.sum(mom * mom)
+        phi_new, mom_new = integrate_twin(theory, phi, mom, step_size, n_leapfrog, "leapfrog")
+        dh = theory.action(phi_new) + 0.5 * np.sum(mom_new * mom_new) - h_old
+        acc = rng.standard_exponential() > dh  # accept if log(u) < -delta_h
+        phi = phi_new if acc else phi
+        accepted.append(float(acc))
+        delta_h.append(dh)
+    return phi, np.array(accepted), np.array(delta_h)
+
+
+@pytest.mark.parametrize(("L", "step_size"), [(2, 0.45), (3, 0.45), (4, 0.4), (8, 0.3)])
+def test_hmc_block_matches_numpy_twin(L: int, step_size: float) -> None:
+    """Refresh (counter stream keyed from rng), trajectory, accept: the kernel is its twin."""
+    theory = _theory(L)
+    phi0 = _field(L, 7)
+    sampler = HMCSampler(theory, step_size=step_size, n_leapfrog=6, tune=False)
+    rng_a, rng_b = np.random.default_rng(11), np.random.default_rng(11)
+    chain = sampler.run(sampler.init(phi0, rng_a), 12, rng_a)
+    phi_b, acc_b, dh_b = hmc_twin(theory, phi0, step_size, 6, 12, rng_b)
+    np.testing.assert_array_equal(chain.stats["accepted"], acc_b)
+    np.testing.assert_allclose(chain.stats["delta_h"], dh_b, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(chain.state.phi, phi_b, rtol=0, atol=1e-12)
+    assert 0 < acc_b.sum() < 12  # both outcomes were exercised
+    assert rng_a.bit_generator.state == rng_b.bit_generator.state
+    # the observables recorded from the fused last pass are measure_into's
+    out = np.empty(kcommon.N_OBS)
+    action = kcommon.measure_into(chain.state.phi, *theory.hopping, theory.c0, out)
+    assert chain.state.scalars[0] == pytest.approx(action, rel=1e-12, abs=1e-12)
+    np.testing.assert_allclose(chain.state.scalars[1:], out, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(
+        chain.state.aux["force"], theory.force(chain.state.phi), rtol=0, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("L", SIZES)

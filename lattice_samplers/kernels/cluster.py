@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 
 from lattice_samplers.kernels.common import measure_into
-from lattice_samplers.kernels.metropolis import sweep
+from lattice_samplers.kernels.metropolis import sweep_into
 
 __all__ = [
     "BROKEN_BOND_ALWAYS",
@@ -148,13 +148,16 @@ def cluster_block(
     n_prop = phi.shape[0] * phi.shape[1] * n_hits * n_sweeps
     sweep_broken = 0 if broken == BROKEN_BOND_ALWAYS else broken
     obs = current[1:]
+    work = np.empty((2 * n_hits + 1) * phi.shape[0] * phi.shape[1])  # the sweeps' scratch
     for t in range(n_steps):
         flipped = 0
         for _ in range(n_clusters):
             flipped += wolff_update(phi, h, rng, stack, broken)
         n_acc = 0
         for _ in range(n_sweeps):
-            n_acc += sweep(phi, width, n_hits, checkerboard, h, c2, c4, rng, sweep_broken)
+            n_acc += sweep_into(
+                phi, width, n_hits, checkerboard, h, c2, c4, rng, sweep_broken, work
+            )
         stats_out[t, 0] = n_acc / n_prop
         stats_out[t, 1] = flipped
         stats_out[t, 2] = flipped / n_clusters

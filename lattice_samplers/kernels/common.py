@@ -23,6 +23,7 @@ __all__ = [
     "accept_sign",
     "accept_test",
     "measure_into",
+    "observables_from_sums",
 ]
 
 #: Observables recorded inside the compiled loops, in the order of :func:`measure_into`'s
@@ -103,7 +104,27 @@ def measure_into(
         s2 += p2
         s4 += p2 * p2
         hop += p * (phi[ip, j] + phi[i, 0])
-    volume = L0 * L1
+    return observables_from_sums(s1, s2, s4, hop, L0 * L1, h, c2, c4, c0, out)
+
+
+@njit(cache=True, inline="always", fastmath=FASTMATH)
+def observables_from_sums(
+    s1: float,
+    s2: float,
+    s4: float,
+    hop: float,
+    volume: int,
+    h: float,
+    c2: float,
+    c4: float,
+    c0: float,
+    out: np.ndarray,
+) -> float:
+    """The observables and full action from sum phi, sum phi^2, sum phi^4 and the hopping sum.
+
+    The one place the definitions of :data:`OBSERVABLE_NAMES` are written; kernels that get
+    the four sums for free from a pass they make anyway (HMC's last kick) finish with it.
+    """
     action = -h * hop + c2 * s2 + c4 * s4 + volume * c0
     m = s1 / volume
     out[0] = m

@@ -20,6 +20,16 @@ The force at the end of a trajectory is stored, so the next trajectory starts wi
 recomputing it: a trajectory costs n_leapfrog (leapfrog) or 2 n_leapfrog (Omelyan) force
 evaluations.  The arithmetic passes are compiled with a fastmath subset that keeps NaN/inf
 semantics; the accept decision is made in non-fastmath code.
+
+Layout, for SIMD: inside a block the fields live in *row-padded* flat buffers of
+(L0 + 2) * L1 entries, the lattice in rows 1 .. L0 and copies of its last and first rows in
+rows 0 and L0 + 1, so that every vertical neighbour is at x -+ L1 with no wrap.  A fused
+kick-drift is then one long branch-free loop over all V sites, in which x -+ 1 are the
+horizontal neighbours; that is wrong only for one neighbour of the first and last column,
+and as the force is linear in it, a short pass (2 L0 sites) adds the difference.  Momenta
+and forces are plain flat arrays of V entries.  The Gaussian momenta come from
+:func:`lattice_samplers.kernels.counter_rng.normal_fill`, a vectorized Box-Muller on a stream
+keyed by one variate of the caller's generator per trajectory.
 """
 
 from __future__ import annotations
@@ -33,8 +43,9 @@ from lattice_samplers.kernels.common import (
     FASTMATH,
     accept_sign,
     accept_test,
-    measure_into,
+    observables_from_sums,
 )
+from lattice_samplers.kernels.counter_rng import draw_key, normal_fill, normal_pair
 
 LEAPFROG = 0
 OMELYAN = 1
@@ -63,144 +74,283 @@ __all__ = [
     "hmc_block",
     "integrate",
     "kinetic_energy",
+    "refresh_momenta",
 ]
 
 
 @njit(cache=True, fastmath=FASTMATH)
+def _fill_halo(pad: np.ndarray, L0: int, L1: int) -> None:
+    """Rows 0 and L0 + 1 of a row-padded field become copies of rows L0 and 1."""
+    top = pad[:L1]
+    last_row = pad[L0 * L1 : (L0 + 1) * L1]
+    bottom = pad[(L0 + 1) * L1 : (L0 + 2) * L1]
+    first_row = pad[L1 : 2 * L1]
+    for j in range(L1):
+        top[j] = last_row[j]
+        bottom[j] = first_row[j]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _pad_into(pad: np.ndarray, phi: np.ndarray) -> None:
+    """Copy the (L0, L1) field ``phi`` into the row-padded buffer ``pad`` (halo included)."""
+    L0, L1 = phi.shape
+    flat = phi.reshape(L0 * L1)
+    mid = pad[L1 : L1 + L0 * L1]
+    for y in range(L0 * L1):
+        mid[y] = flat[y]
+    _fill_halo(pad, L0, L1)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _unpad_into(phi: np.ndarray, pad: np.ndarray) -> None:
+    """Copy the lattice rows of a row-padded buffer into the (L0, L1) field ``phi``."""
+    L0, L1 = phi.shape
+    flat = phi.reshape(L0 * L1)
+    mid = pad[L1 : L1 + L0 * L1]
+    for y in range(L0 * L1):
+        flat[y] = mid[y]
+
+
+@njit(cache=True, inline="always")
+def _neighbour_views(
+    src: np.ndarray, volume: int, L1: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Views of a row-padded field such that view[y] is site y's up/left/self/right/down."""
+    return (
+        src[:volume],
+        src[L1 - 1 : L1 - 1 + volume],
+        src[L1 : L1 + volume],
+        src[L1 + 1 : L1 + 1 + volume],
+        src[2 * L1 : 2 * L1 + volume],
+    )
+
+
+@njit(cache=True, inline="always", fastmath=FASTMATH)
+def _column_force(
+    src: np.ndarray, x: np.uint64, j: np.uint64, L1: np.uint64, h: float, a: float, b: float
+) -> float:
+    """dS/dphi at padded index x of column j (the first or last), periodic wrap included.
+
+    Indices are unsigned: numba then emits no negative-index wraparound code.
+    """
+    one = np.uint64(1)
+    left = x - one if j != np.uint64(0) else x + L1 - one
+    right = x + one if j + one < L1 else x + one - L1
+    p = src[x]
+    return p * (a + b * p * p) - h * (src[left] + src[right] + src[x - L1] + src[x + L1])
+
+
+@njit(cache=True, fastmath=FASTMATH)
 def _kick_drift(
-    phi: np.ndarray,
-    phi_out: np.ndarray,
+    src: np.ndarray,
+    dst: np.ndarray,
     mom: np.ndarray,
     eps_kick: float,
     eps_drift: float,
     h: float,
-    c2: float,
-    c4: float,
-    edge: np.ndarray,
+    a: float,
+    b: float,
+    L0: int,
+    L1: int,
 ) -> None:
-    """Mom -= eps_kick * dS/dphi(phi), then phi_out = phi + eps_drift * mom, in one pass.
+    """Mom -= eps_kick * dS/dphi(src), then dst = src + eps_drift * mom, in one pass.
 
-    Every kick of a trajectory but the last is followed by a drift; fusing them (reading
-    ``phi``, writing the drifted field into another buffer, so neighbours still see the
-    un-drifted values) saves a pass over the lattice per integrator step.
-
-    Rows are short (L), and a vectorized loop per row spends most of its time in remainder
-    and setup code, so the rows 1 .. L-2 are swept as one long contiguous range in which
-    x +- 1 are the horizontal neighbours.  That is wrong only in the first and last column,
-    which are then redone from their saved starting momenta (``edge``, length >= 2 L0); the
-    first and last rows, whose vertical neighbours wrap, are done site by site.
+    ``src`` and ``dst`` are distinct row-padded fields (neighbours must see un-drifted
+    values); ``dst``'s halo rows are refreshed at the end.
     """
-    L0, L1 = phi.shape
     volume = L0 * L1
-    a = 2.0 * c2
-    b = 4.0 * c4
-    for i in range(1, L0 - 1):
-        edge[2 * i] = mom[i, 0]
-        edge[2 * i + 1] = mom[i, L1 - 1]
-    n = volume - 2 * L1
-    if n > 2:
-        flat_phi = phi.reshape(volume)
-        flat_mom = mom.reshape(volume)
-        flat_out = phi_out.reshape(volume)
-        c = flat_phi[L1 : volume - L1]
-        up = flat_phi[2 * L1 :]
-        dn = flat_phi[:n]
-        m = flat_mom[L1 : volume - L1]
-        out = flat_out[L1 : volume - L1]
-        for x in range(1, n - 1):
-            p = c[x]
-            mm = m[x] - eps_kick * (p * (a + b * p * p) - h * (c[x - 1] + c[x + 1] + up[x] + dn[x]))
-            m[x] = mm
-            out[x] = p + eps_drift * mm
-    # the first and last column of the middle rows, from their saved momenta
-    for i in range(1, L0 - 1):
-        for side in range(2):
-            j = 0 if side == 0 else L1 - 1
-            jp = 1 if side == 0 else 0
-            jm = L1 - 1 if side == 0 else L1 - 2
-            p = phi[i, j]
-            nn = phi[i + 1, j] + phi[i - 1, j] + phi[i, jp] + phi[i, jm]
-            mm = edge[2 * i + side] - eps_kick * (p * (a + b * p * p) - h * nn)
-            mom[i, j] = mm
-            phi_out[i, j] = p + eps_drift * mm
-    # the first and last row (vertical wrap)
-    for i in (0, L0 - 1):
-        ip = i + 1 if i + 1 < L0 else 0
-        im = i - 1 if i > 0 else L0 - 1
-        for j in range(L1):
-            jp = j + 1 if j + 1 < L1 else 0
-            jm = j - 1 if j > 0 else L1 - 1
-            p = phi[i, j]
-            nn = phi[ip, j] + phi[im, j] + phi[i, jp] + phi[i, jm]
-            mm = mom[i, j] - eps_kick * (p * (a + b * p * p) - h * nn)
-            mom[i, j] = mm
-            phi_out[i, j] = p + eps_drift * mm
+    # The hot loop: contiguous, branch-free.  Shifted views, indexed by y in range(volume),
+    # instead of src[y + offset]: numba then knows the index is >= 0 and emits no
+    # negative-index wraparound select, which would block vectorization.
+    up, left, mid, right, down = _neighbour_views(src, volume, L1)
+    out = dst[L1 : L1 + volume]
+    for y in range(volume):
+        p = mid[y]
+        nn = left[y] + right[y] + up[y] + down[y]
+        mm = mom[y] - eps_kick * (p * (a + b * p * p) - h * nn)
+        mom[y] = mm
+        out[y] = p + eps_drift * mm
+    # The first and last column saw one wrong horizontal neighbour (the previous row's last
+    # site, the next row's first); the force is linear in it, so correct by the difference.
+    u1 = np.uint64(L1)
+    one = np.uint64(1)
+    last = u1 - one
+    kick_h = eps_kick * h
+    for i in range(L0):
+        y = np.uint64(i) * u1
+        x = y + u1
+        d = kick_h * (src[x + last] - src[x - one])
+        mom[y] += d
+        dst[x] += eps_drift * d
+        y = y + last
+        x = x + last
+        d = kick_h * (src[x - last] - src[x + one])
+        mom[y] += d
+        dst[x] += eps_drift * d
+    _fill_halo(dst, L0, L1)
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _kick_store(
-    phi: np.ndarray,
+def _force_into(
+    src: np.ndarray, force: np.ndarray, h: float, a: float, b: float, L0: int, L1: int
+) -> None:
+    """Force = dS/dphi of the row-padded field ``src`` (flat, V entries)."""
+    last = L1 - 1
+    up, left, mid, right, down = _neighbour_views(src, L0 * L1, L1)
+    for y in range(L0 * L1):
+        p = mid[y]
+        nn = left[y] + right[y] + up[y] + down[y]
+        force[y] = p * (a + b * p * p) - h * nn
+    u1 = np.uint64(L1)
+    for i in range(L0):
+        ui = np.uint64(i)
+        for side in range(2):
+            j = np.uint64(side * last)
+            y = ui * u1 + j
+            force[y] = _column_force(src, y + u1, j, u1, h, a, b)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _kick_store_measure(
+    src: np.ndarray,
     mom: np.ndarray,
     eps: float,
     h: float,
-    c2: float,
-    c4: float,
+    a: float,
+    b: float,
+    L0: int,
+    L1: int,
     force: np.ndarray,
+    sums: np.ndarray,
 ) -> float:
-    """Mom -= eps * F, force = F = dS/dphi (the next trajectory's cache); returns 1/2 sum mom^2.
+    """The last kick, fused with everything else the end of a trajectory needs, in one pass.
 
-    The last kick of a trajectory: storing the force and summing the kinetic energy here saves
-    two passes over the lattice.
+    force = dS/dphi(src) (the next trajectory's cache), mom -= eps * force, and the sums of
+    :func:`~lattice_samplers.kernels.common.observables_from_sums` (sum phi, phi^2, phi^4, and
+    the forward hopping sum) into ``sums[:4]``.  Returns 1/2 sum mom^2.  The long loop uses
+    the wrong right/left neighbour in the last/first column; the edge pass puts the true
+    force, momentum, kinetic and hopping terms in place of the loop's.
     """
-    L0, L1 = phi.shape
-    a = 2.0 * c2
-    b = 4.0 * c4
+    volume = L0 * L1
+    up, left, mid, right, down = _neighbour_views(src, volume, L1)
     k = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s4 = 0.0
+    hop = 0.0
+    for y in range(volume):
+        p = mid[y]
+        p2 = p * p
+        f = p * (a + b * p2) - h * (left[y] + right[y] + up[y] + down[y])
+        force[y] = f
+        m = mom[y] - eps * f
+        mom[y] = m
+        k += m * m
+        s1 += p
+        s2 += p2
+        s4 += p2 * p2
+        hop += p * (right[y] + down[y])
+    u1 = np.uint64(L1)
+    last = np.uint64(L1 - 1)
+    one = np.uint64(1)
     for i in range(L0):
-        ip = i + 1 if i + 1 < L0 else 0
-        im = i - 1 if i > 0 else L0 - 1
-        p = phi[i, 0]
-        nn = phi[ip, 0] + phi[im, 0] + phi[i, 1] + phi[i, L1 - 1]
-        f = p * (a + b * p * p) - h * nn
-        force[i, 0] = f
-        m = mom[i, 0] - eps * f
-        mom[i, 0] = m
-        k += m * m
-        for j in range(1, L1 - 1):
-            p = phi[i, j]
-            nn = phi[ip, j] + phi[im, j] + phi[i, j + 1] + phi[i, j - 1]
-            f = p * (a + b * p * p) - h * nn
-            force[i, j] = f
-            m = mom[i, j] - eps * f
-            mom[i, j] = m
-            k += m * m
-        j = L1 - 1
-        p = phi[i, j]
-        nn = phi[ip, j] + phi[im, j] + phi[i, 0] + phi[i, j - 1]
-        f = p * (a + b * p * p) - h * nn
-        force[i, j] = f
-        m = mom[i, j] - eps * f
-        mom[i, j] = m
-        k += m * m
+        for side in range(2):
+            j = np.uint64(side) * last
+            y = np.uint64(i) * u1 + j
+            x = y + u1
+            f = _column_force(src, x, j, u1, h, a, b)
+            m_wrong = mom[y]
+            m = m_wrong + eps * (force[y] - f)
+            force[y] = f
+            mom[y] = m
+            k += m * m - m_wrong * m_wrong
+        # the last column's forward neighbour is the row's first site, not the next row's
+        x = np.uint64(i + 1) * u1 + last
+        hop += src[x] * (src[x - last] - src[x + one])
+    sums[0] = s1
+    sums[1] = s2
+    sums[2] = s4
+    sums[3] = hop
     return 0.5 * k
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def _kick_cached_drift(
-    phi: np.ndarray,
-    phi_out: np.ndarray,
+    src: np.ndarray,
+    dst: np.ndarray,
     mom: np.ndarray,
     force: np.ndarray,
     eps_kick: float,
     eps_drift: float,
-) -> None:
-    """The first kick (force known at the start) fused with the first drift into phi_out."""
-    L0, L1 = phi.shape
-    for i in range(L0):
-        for j in range(L1):
-            m = mom[i, j] - eps_kick * force[i, j]
-            mom[i, j] = m
-            phi_out[i, j] = phi[i, j] + eps_drift * m
+    L0: int,
+    L1: int,
+) -> float:
+    """The first kick (force known at the start) fused with the first drift into ``dst``.
+
+    Returns the kinetic energy 1/2 sum mom^2 *before* the kick (H_old's), saving a pass.
+    """
+    volume = L0 * L1
+    mid = src[L1 : L1 + volume]
+    out = dst[L1 : L1 + volume]
+    k = 0.0
+    for y in range(volume):
+        m = mom[y]
+        k += m * m
+        m = m - eps_kick * force[y]
+        mom[y] = m
+        out[y] = mid[y] + eps_drift * m
+    _fill_halo(dst, L0, L1)
+    return 0.5 * k
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+def _refresh_kick_drift(
+    src: np.ndarray,
+    dst: np.ndarray,
+    mom: np.ndarray,
+    force: np.ndarray,
+    key: np.uint64,
+    eps_kick: float,
+    eps_drift: float,
+    L0: int,
+    L1: int,
+) -> float:
+    """Fresh momenta (as :func:`refresh_momenta` with ``key``), the first kick and drift.
+
+    One pass instead of two: the Box-Muller pair x gives sites x and x + V // 2 (and pair
+    V // 2 the last site for odd V), exactly normal_fill's layout; returns 1/2 sum mom^2 of
+    the fresh momenta.  Compiled with FASTMATH (the kinetic sum must vectorize), which may
+    reassociate the generator's polynomials: the variates then differ from normal_fill's
+    in the last bits, deterministically.
+    """
+    volume = L0 * L1
+    half = volume // 2
+    mid_lo = src[L1 : L1 + half]
+    mid_hi = src[L1 + half : L1 + 2 * half]
+    out_lo = dst[L1 : L1 + half]
+    out_hi = dst[L1 + half : L1 + 2 * half]
+    mom_lo = mom[:half]
+    mom_hi = mom[half : 2 * half]
+    force_lo = force[:half]
+    force_hi = force[half : 2 * half]
+    k = 0.0
+    for x in range(half):
+        a, b = normal_pair(key, np.uint64(x))
+        k += a * a + b * b
+        m = a - eps_kick * force_lo[x]
+        mom_lo[x] = m
+        out_lo[x] = mid_lo[x] + eps_drift * m
+        m = b - eps_kick * force_hi[x]
+        mom_hi[x] = m
+        out_hi[x] = mid_hi[x] + eps_drift * m
+    if volume % 2 == 1:
+        a, _ = normal_pair(key, np.uint64(half))
+        k += a * a
+        m = a - eps_kick * force[volume - 1]
+        mom[volume - 1] = m
+        dst[L1 + volume - 1] = src[L1 + volume - 1] + eps_drift * m
+    _fill_halo(dst, L0, L1)
+    return 0.5 * k
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -215,43 +365,35 @@ def kinetic_energy(mom: np.ndarray) -> float:
 
 
 @njit(cache=True)
-def _refresh(mom: np.ndarray, rng: np.random.Generator) -> float:
-    """Draw fresh momenta mom_x ~ N(0, 1) (lexicographic order); returns 1/2 sum mom^2."""
-    L0, L1 = mom.shape
-    k = 0.0
-    for i in range(L0):
-        for j in range(L1):
-            m = rng.standard_normal()
-            mom[i, j] = m
-            k += m * m
-    return 0.5 * k
+def refresh_momenta(mom: np.ndarray, rng: np.random.Generator) -> None:
+    """Fresh momenta mom_x ~ N(0, 1) for a C-contiguous ``mom`` of any shape.
 
-
-@njit(cache=True, fastmath=FASTMATH)
-def _copy(dst: np.ndarray, src: np.ndarray) -> None:
-    L0, L1 = dst.shape
-    for i in range(L0):
-        for j in range(L1):
-            dst[i, j] = src[i, j]
+    One key from ``rng`` (:func:`~lattice_samplers.kernels.counter_rng.draw_key`), then
+    :func:`~lattice_samplers.kernels.counter_rng.normal_fill` over the flattened array.
+    """
+    normal_fill(mom.reshape(mom.size), draw_key(rng))
 
 
 @njit(cache=True)
 def compute_force(phi: np.ndarray, h: float, c2: float, c4: float, out: np.ndarray) -> None:
     """Write dS/dphi into ``out`` with the same arithmetic as the integrators' cached force."""
     L0, L1 = phi.shape
-    scratch = np.zeros((L0, L1))
-    _kick_store(phi, scratch, 0.0, h, c2, c4, out)
+    pad = np.empty((L0 + 2) * L1)
+    _pad_into(pad, phi)
+    _force_into(pad, out.reshape(L0 * L1), h, 2.0 * c2, 4.0 * c4, L0, L1)
 
 
 @njit(cache=True)
-def integrate(
-    phi: np.ndarray,
-    phi_out: np.ndarray,
-    phi_tmp: np.ndarray,
+def _trajectory(
+    src: np.ndarray,
+    dst: np.ndarray,
+    tmp: np.ndarray,
     mom: np.ndarray,
     force: np.ndarray,
     force_out: np.ndarray,
-    edge: np.ndarray,
+    sums: np.ndarray,
+    refresh: bool,
+    key: np.uint64,
     step_size: float,
     n_leapfrog: int,
     integrator: int,
@@ -259,37 +401,19 @@ def integrate(
     h: float,
     c2: float,
     c4: float,
-) -> float:
-    """Integrate Hamilton's equations for ``n_leapfrog`` steps of ``step_size``.
+    L0: int,
+    L1: int,
+) -> tuple[float, float]:
+    """Integrate on row-padded fields (``src`` -> ``dst``; see :func:`integrate`).
 
-    Parameters
-    ----------
-    phi : ndarray, shape (L, L)
-        Starting field (read only).
-    phi_out : ndarray, shape (L, L)
-        Receives the final field.
-    phi_tmp : ndarray, shape (L, L)
-        Scratch: the fused kick-drift passes alternate between ``phi_out`` and ``phi_tmp``,
-        arranged so that the last one lands in ``phi_out``.  All three fields are distinct.
-    mom : ndarray, shape (L, L)
-        Momentum, updated in place.
-    force : ndarray, shape (L, L)
-        dS/dphi at ``phi`` (read only).
-    force_out : ndarray, shape (L, L)
-        Receives dS/dphi at the final field.
-    edge : ndarray, shape (>= 2 L,)
-        Scratch for the fused kick-drift passes.
-    integrator : int
-        ``LEAPFROG``, ``OMELYAN`` or the test-only ``BROKEN_EULER``.
-    lam : float
-        Omelyan's parameter (ignored by the other integrators).
-
-    Returns
-    -------
-    float
-        The final kinetic energy 1/2 sum mom^2.
+    With ``refresh`` the momenta are first replaced by fresh ones from stream ``key`` (in
+    the first kick's pass); otherwise ``mom`` is used as given.  Returns the kinetic
+    energies before and after; ``sums[:4]`` receives the final field's sums for
+    :func:`~lattice_samplers.kernels.common.observables_from_sums`.
     """
     eps = step_size
+    a = 2.0 * c2
+    b = 4.0 * c4
     if integrator == OMELYAN:
         # kick(lam) drift(1/2) kick(1 - 2 lam) drift(1/2) [kick(2 lam) drift(1/2) ...] kick(lam):
         # the closing lam-kick of a step and the opening one of the next share their force.
@@ -310,17 +434,93 @@ def integrate(
         first_kick = eps
         last_kick = 0.0
         drift = eps
-    # the drifted fields alternate between the two buffers; the n-th must be phi_out
-    a, b = (phi_out, phi_tmp) if n_drifts % 2 == 1 else (phi_tmp, phi_out)
-    _kick_cached_drift(phi, a, mom, force, first_kick, drift)
+    # the drifted fields alternate between the two buffers; the n-th must be dst
+    x, y = (dst, tmp) if n_drifts % 2 == 1 else (tmp, dst)
+    if refresh:
+        k_old = _refresh_kick_drift(src, x, mom, force, key, first_kick, drift, L0, L1)
+    else:
+        k_old = _kick_cached_drift(src, x, mom, force, first_kick, drift, L0, L1)
     for k in range(1, n_drifts):
         if integrator == OMELYAN:
             kick = (1.0 - 2.0 * lam) * eps if k % 2 == 1 else 2.0 * lam * eps
         else:
             kick = eps
-        _kick_drift(a, b, mom, kick, drift, h, c2, c4, edge)
-        a, b = b, a
-    return _kick_store(a, mom, last_kick, h, c2, c4, force_out)
+        _kick_drift(x, y, mom, kick, drift, h, a, b, L0, L1)
+        x, y = y, x
+    k_new = _kick_store_measure(x, mom, last_kick, h, a, b, L0, L1, force_out, sums)
+    return k_old, k_new
+
+
+@njit(cache=True)
+def integrate(
+    phi: np.ndarray,
+    phi_out: np.ndarray,
+    mom: np.ndarray,
+    force: np.ndarray,
+    force_out: np.ndarray,
+    step_size: float,
+    n_leapfrog: int,
+    integrator: int,
+    lam: float,
+    h: float,
+    c2: float,
+    c4: float,
+) -> float:
+    """Integrate Hamilton's equations for ``n_leapfrog`` steps of ``step_size``.
+
+    A convenience wrapper over the block's in-place trajectory (it allocates its work
+    buffers; :func:`hmc_block` allocates them once per block).
+
+    Parameters
+    ----------
+    phi : ndarray, shape (L0, L1)
+        Starting field (read only).
+    phi_out : ndarray, shape (L0, L1)
+        Receives the final field.
+    mom : ndarray, shape (L0, L1), C-contiguous
+        Momentum, updated in place.
+    force : ndarray, shape (L0, L1), C-contiguous
+        dS/dphi at ``phi`` (read only).
+    force_out : ndarray, shape (L0, L1), C-contiguous
+        Receives dS/dphi at the final field.
+    integrator : int
+        ``LEAPFROG``, ``OMELYAN`` or the test-only ``BROKEN_EULER``.
+    lam : float
+        Omelyan's parameter (ignored by the other integrators).
+
+    Returns
+    -------
+    float
+        The final kinetic energy 1/2 sum mom^2.
+    """
+    L0, L1 = phi.shape
+    volume = L0 * L1
+    src = np.empty((L0 + 2) * L1)
+    dst = np.empty_like(src)
+    tmp = np.empty_like(src)
+    _pad_into(src, phi)
+    _, k_new = _trajectory(
+        src,
+        dst,
+        tmp,
+        mom.reshape(volume),
+        force.reshape(volume),
+        force_out.reshape(volume),
+        np.empty(4),
+        False,
+        np.uint64(0),
+        step_size,
+        n_leapfrog,
+        integrator,
+        lam,
+        h,
+        c2,
+        c4,
+        L0,
+        L1,
+    )
+    _unpad_into(phi_out, dst)
+    return k_new
 
 
 @njit(cache=True)
@@ -329,10 +529,6 @@ def hmc_block(
     force: np.ndarray,
     mom: np.ndarray,
     current: np.ndarray,
-    phi_new: np.ndarray,
-    phi_tmp: np.ndarray,
-    force_new: np.ndarray,
-    obs_new: np.ndarray,
     step_size: float,
     n_leapfrog: int,
     integrator: int,
@@ -351,16 +547,18 @@ def hmc_block(
 ) -> None:
     """Run ``n_steps`` HMC trajectories in place, recording observables every ``thin``.
 
+    Per trajectory the random stream is: one key for the momentum refresh (the momenta of
+    :func:`refresh_momenta` with that key, drawn inside the first kick's pass), then one
+    standard exponential for the accept test.
+
     Parameters
     ----------
-    phi, force : ndarray, shape (L, L)
+    phi, force : ndarray, shape (L0, L1), C-contiguous
         Current field and its force dS/dphi; updated in place.
-    mom : ndarray, shape (L, L)
+    mom : ndarray, shape (L0, L1), C-contiguous
         Momentum buffer (carried between trajectories only by the no-refresh control).
     current : ndarray, shape (1 + N_OBS,)
         [action incl. constant, observables...] of ``phi``; updated in place.
-    phi_new, phi_tmp, force_new, obs_new : ndarray
-        Scratch buffers of the shapes of ``phi``, ``phi``, ``force`` and ``current[1:]``.
     metropolis : bool
         False skips the accept/reject step (every trajectory is kept); used by the free-field
         AR(1) autocorrelation oracle, not an exact algorithm otherwise.
@@ -373,25 +571,33 @@ def hmc_block(
         Test-only negative controls: ``BROKEN_REVERSED_ACCEPT`` or ``BROKEN_NO_REFRESH``.
     """
     sign = accept_sign(broken)
-    # Accepting swaps the roles of the buffers instead of copying; the state's own arrays get
-    # the final field once, at the end of the block.
-    cur_phi, cur_force = phi, force
-    new_phi, new_force = phi_new, force_new
+    L0, L1 = phi.shape
+    volume = L0 * L1
+    # Work buffers, once per block.  Accepting swaps the roles of the buffers instead of
+    # copying; the state's own arrays get the final field and force at the end of the block.
+    cur_phi = np.empty((L0 + 2) * L1)
+    new_phi = np.empty_like(cur_phi)
+    tmp_phi = np.empty_like(cur_phi)
+    _pad_into(cur_phi, phi)
+    cur_force = force.reshape(volume)
+    new_force = np.empty(volume)
+    flat_mom = mom.reshape(volume)
+    obs_new = np.empty(current.shape[0] - 1)
+    sums = np.empty(4)
     swapped = False
-    edge = np.empty(2 * phi.shape[0])
+    refresh = broken != BROKEN_NO_REFRESH
     for t in range(n_steps):
-        if broken != BROKEN_NO_REFRESH:
-            k_old = _refresh(mom, rng)
-        else:
-            k_old = kinetic_energy(mom)
-        k_new = integrate(
+        key = draw_key(rng) if refresh else np.uint64(0)
+        k_old, k_new = _trajectory(
             cur_phi,
             new_phi,
-            phi_tmp,
-            mom,
+            tmp_phi,
+            flat_mom,
             cur_force,
             new_force,
-            edge,
+            sums,
+            refresh,
+            key,
             step_size,
             n_leapfrog,
             integrator,
@@ -399,8 +605,12 @@ def hmc_block(
             h,
             c2,
             c4,
+            L0,
+            L1,
         )
-        s_new = measure_into(new_phi, h, c2, c4, c0, obs_new)
+        s_new = observables_from_sums(
+            sums[0], sums[1], sums[2], sums[3], volume, h, c2, c4, c0, obs_new
+        )
         # Sign convention: delta_h = H_new - H_old, accept if log(u) < -delta_h.
         delta_h = (s_new - current[0]) + (k_new - k_old)
         if metropolis:
@@ -420,6 +630,8 @@ def hmc_block(
         stats_out[t, 3] = np.exp(-delta_h) if finite else 0.0
         if (t + 1) % thin == 0:
             obs_out[(t + 1) // thin - 1, :] = current[1:]
+    _unpad_into(phi, cur_phi)
     if swapped:
-        _copy(phi, cur_phi)
-        _copy(force, cur_force)
+        flat_force = force.reshape(volume)
+        for y in range(volume):
+            flat_force[y] = cur_force[y]
