@@ -160,3 +160,26 @@ def test_consistency_flags_a_disagreeing_sampler() -> None:
 def test_consistency_without_errors_is_undecided() -> None:
     runs = {"a": _fake(1.0, math.nan), "b": _fake(1.0, 0.01)}
     assert _consistency(runs, k=4.0)["x"]["a"]["consistent"] is None
+
+
+def test_every_summary_has_both_estimators_and_r_hat(tiny_run: tuple[dict, object]) -> None:
+    summary, _ = tiny_run
+    for name, s in summary["samplers"].items():
+        for obs, o in s["observables"].items():
+            missing = {"tau_int_arviz", "tau_int_gamma", "r_hat", "estimator"} - o.keys()
+            assert not missing, (name, obs, missing)
+            assert o["estimator"] == "arviz"
+
+
+def test_a_diverging_flow_is_reported_and_the_others_still_summarized(tmp_path, capsys) -> None:
+    """Issue 14.6: lr = 1 makes training diverge within a few steps."""
+    argv = [*TINY, "--set", "theory.L=6", "--set", "theory.beta=0.537", "--set", "train.lr=1.0"]
+    argv += ["--set", "train.scheduler=constant", "--set", "train.n_steps=200"]
+    code = main(["compare", *argv, "--out", str(tmp_path / "c"), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "flow training failed" in err and "skipped" in err
+    summary = json.loads(out)
+    assert set(summary["samplers"]) == {"metropolis", "hmc", "cluster"}
+    assert summary["training"]["stop_reason"] == "nonfinite_loss"
+    assert (tmp_path / "c" / "summary.json").is_file()
