@@ -338,3 +338,19 @@ def test_trainer_runs_unchanged() -> None:
     flow, result = train_flow(ISING4, cfg, tcfg, progress=False)
     assert result.n_steps == 6 and math.isfinite(result.final_acceptance)
     assert np.isfinite(result.history["loss"]).all()
+
+
+def test_warm_start_across_L_and_beta_keeps_every_weight() -> None:
+    """The cnf family's parameters do not depend on L; the exact free-field base is rebuilt
+    for the new theory (another beta changes its quadratic part), not copied."""
+    from lattice_samplers.flows.train import init_from_flow
+
+    small = build_flow(ISING4, CNF64, seed=3)
+    with torch.no_grad():
+        for p in small.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    big_theory = Phi4Theory.create(6, "ising", beta=0.55, lam=0.5)
+    big = init_from_flow(build_flow(big_theory, CNF64, seed=4), small)
+    for (name, a), b in zip(small.named_parameters(), big.parameters()):
+        assert torch.equal(a, b), name
+    assert big.arch["free_field_c2"] != small.arch["free_field_c2"] or big.L != small.L

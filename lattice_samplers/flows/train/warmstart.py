@@ -20,9 +20,10 @@ from lattice_samplers.flows.model import Flow, architecture_key
 
 __all__ = ["init_from_checkpoint", "init_from_flow", "load_matching_weights"]
 
-#: Architecture entries that may differ between a warm start's source and target (their
-#: effect, if any, shows up in the parameter shapes, which are checked one by one).
-_MAY_DIFFER = ("L", "hidden", "free_field_m2")
+#: Architecture entries that may differ between a warm start's source and target: their
+#: effect, if any, shows up in the parameter shapes, which are checked one by one; the exact
+#: free-field base (h, c2, m2) is no parameter but is rebuilt for the new target theory.
+_MAY_DIFFER = ("L", "hidden", "free_field_m2", "free_field_h", "free_field_c2")
 
 
 def load_matching_weights(
