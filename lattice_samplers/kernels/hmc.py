@@ -323,7 +323,7 @@ def integrate(
     return _kick_store(a, mom, last_kick, h, c2, c4, force_out)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def hmc_block(
     phi: np.ndarray,
     force: np.ndarray,

@@ -107,7 +107,7 @@ def sweep(
     return n_acc
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def metropolis_block(
     phi: np.ndarray,
     current: np.ndarray,
