@@ -38,8 +38,13 @@ class RunResult:
     work, work_therm : dict of str to int
         Hardware-neutral counters of production and thermalization, summed over chains.
     wall_time_s, therm_time_s : float
-        Seconds in compiled production / thermalization blocks, summed over chains (the
-        chains run one after the other, so this is also the elapsed time), JIT excluded.
+        Elapsed seconds of production / thermalization (from dispatching each block to the
+        end of its last chain), JIT excluded; smaller than the core seconds when chains run
+        in parallel (``[run] workers``).
+    core_time_s, therm_core_time_s : float
+        Seconds in production / thermalization blocks summed over chains: the
+        hardware-neutral time used for cost comparisons (independent of ``workers`` up to
+        contention for cores).  Equal to ``sum(chain_wall_time_s)``.
     compile_time_s : float
         Seconds of :meth:`Sampler.warmup` (JIT compilation or cache load).
     n_steps, n_therm, thin, n_chains, seed : int
@@ -65,7 +70,9 @@ class RunResult:
     work: dict[str, int]
     work_therm: dict[str, int]
     wall_time_s: float
+    core_time_s: float
     therm_time_s: float
+    therm_core_time_s: float
     compile_time_s: float
     n_steps: int
     n_therm: int
