@@ -52,8 +52,14 @@ def cases(quick: bool) -> dict[str, tuple[Callable[[], Sampler], RunSettings]]:
     scale = 10 if quick else 1
     run = RunSettings(n_therm=200, n_chains=4, seed=5)
     return {
-        "hmc L=8": (lambda: HMCSampler(_ising(8)), dataclasses.replace(run, n_steps=20_000 // scale)),
-        "hmc L=32": (lambda: HMCSampler(_ising(32)), dataclasses.replace(run, n_steps=4000 // scale)),
+        "hmc L=8": (
+            lambda: HMCSampler(_ising(8)),
+            dataclasses.replace(run, n_steps=20_000 // scale),
+        ),
+        "hmc L=32": (
+            lambda: HMCSampler(_ising(32)),
+            dataclasses.replace(run, n_steps=4000 // scale),
+        ),
         "metropolis L=32": (
             lambda: MetropolisSampler(_ising(32)),
             dataclasses.replace(run, n_steps=4000 // scale),

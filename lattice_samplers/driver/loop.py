@@ -28,8 +28,9 @@ SIGINT or SIGTERM lets the running block finish on every chain, then saves and s
 Timing excludes JIT compilation (:meth:`Sampler.warmup` runs first and is timed separately).
 Each chain's seconds inside its blocks are summed into *core* seconds (``core_time_s``, the
 hardware-neutral figure for cost comparisons); ``wall_time_s`` is the elapsed production time
-(blocks dispatched to joined), which is smaller when chains run in parallel.  Work counters are hardware neutral (see :meth:`Sampler.work`).  Checkpoints and
-signals: :mod:`lattice_samplers.driver.checkpoint`.
+(blocks dispatched to joined), which is smaller when chains run in parallel.  Work counters
+are hardware neutral (see :meth:`Sampler.work`).  Checkpoints and signals:
+:mod:`lattice_samplers.driver.checkpoint`.
 """
 
 from __future__ import annotations
@@ -306,7 +307,7 @@ class _Chains:
             add_work(self.chain_work[c], block_work)
         self.prod_done += n
 
-    def result(self, config: Mapping[str, Any] | None) -> RunResult:
+    def result(self, config: Mapping[str, Any] | None, workers: int) -> RunResult:
         sampler, run = self.sampler, self.run
         return RunResult(
             sampler=sampler.kind,
@@ -332,6 +333,7 @@ class _Chains:
             final_phi=np.stack([s.phi.copy() for s in self.states]),
             versions=versions(),
             config=dict(config) if config is not None else None,
+            workers=workers,
         )
 
 
@@ -452,4 +454,4 @@ def run_sampler(
             # code cannot be stopped), so wait for it rather than leave threads writing
             chains.pool.shutdown(wait=True)
         bar.close()
-    return chains.result(config)
+    return chains.result(config, workers)

@@ -59,6 +59,8 @@ class RunResult:
         Package versions (:func:`versions`).
     config : dict or None
         The full configuration, if the run came from one.
+    workers : int
+        Threads that ran the chains (1: one after the other); explains wall against core time.
     """
 
     sampler: str
@@ -84,6 +86,7 @@ class RunResult:
     final_phi: np.ndarray
     versions: dict[str, str] = field(default_factory=dict)
     config: dict[str, Any] | None = None
+    workers: int = 1
 
     @property
     def n_draws(self) -> int:
