@@ -47,6 +47,28 @@ def test_imh_two_workers_equal_one_bit_for_bit() -> None:
     assert_same_run(one, two)
 
 
+def test_flow_imh_two_workers_equal_one_bit_for_bit() -> None:
+    from lattice_samplers.flows import FlowProposal, build_flow
+
+    theory = Phi4Theory.create(4, "ising", beta=0.5, lam=0.5)
+
+    def sampler() -> IndependenceMetropolisSampler:
+        proposal = FlowProposal(build_flow(theory, seed=1))
+        return IndependenceMetropolisSampler(theory, IMHSettings(batch_size=16), proposal=proposal)
+
+    one = run_chains(sampler(), 64, workers=1, **RUN_ARGS)
+    two = run_chains(sampler(), 64, workers=2, **RUN_ARGS)
+    assert two.workers == 2
+    assert_same_run(one, two)
+
+
+def test_a_proposal_that_is_not_thread_safe_runs_its_chains_one_by_one() -> None:
+    proposal = FreeFieldSampler(FREE)
+    proposal.thread_safe = False
+    sampler = IndependenceMetropolisSampler(FREE, IMHSettings(batch_size=7), proposal=proposal)
+    assert run_chains(sampler, 20, workers=2, **RUN_ARGS).workers == 1
+
+
 def _interrupt_after(n_blocks: int):
     """A callback that sends this process a real SIGINT after ``n_blocks`` blocks."""
     calls = {"n": 0}

@@ -434,7 +434,7 @@ def run_sampler(
         file=sys.stderr,
         dynamic_ncols=True,
     )
-    workers = run.resolved_workers()
+    workers = run.resolved_workers() if sampler.parallel_chains else 1
     if workers > 1:
         chains.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chain")
     try:

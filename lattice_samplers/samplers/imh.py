@@ -17,6 +17,13 @@ fed by independent proposal streams; within a chain the flow still runs in batch
 
 This module does not import torch: the proposal is any object with
 ``sample(n, rng) -> (phi (n, L, L) float64, log_q (n,) float64)`` (see :class:`Proposal`).
+
+Parallel chains: the run driver calls :meth:`~IndependenceMetropolisSampler.run_block` of
+different chains from several threads at once (``[run] workers``), so ``sample`` must draw only
+from the ``rng`` it is given and change no shared state.  The flow proposal does (a fresh torch
+generator per call seeded from ``rng``, the flow in eval mode under ``torch.inference_mode``,
+torch ops release the GIL); a proposal that cannot be called concurrently sets a
+``thread_safe = False`` attribute and its chains then run one after the other.
 """
 
 from __future__ import annotations
@@ -175,6 +182,11 @@ class IndependenceMetropolisSampler(Sampler):
                 state.scalars[...] = scalars[last]
                 state.aux["log_weight"][0] = log_w_cur
             done += n
+
+    @property
+    def parallel_chains(self) -> bool:
+        """Unless the proposal says ``thread_safe = False`` (see the module docstring)."""
+        return bool(getattr(self.proposal, "thread_safe", True))
 
     def work(self, stats: np.ndarray) -> dict[str, int]:
         """``steps`` and ``flow_passes`` (proposals drawn: one forward pass per sample)."""
