@@ -15,8 +15,10 @@ from lattice_samplers.driver import RunInterrupted, RunSettings, read_results, w
 from lattice_samplers.driver import settings as run_settings
 from lattice_samplers.driver.results_file import results_to_datatree
 from lattice_samplers.exact import FreeFieldSampler
+from lattice_samplers.jobs import JOBS
 from lattice_samplers.samplers import SAMPLERS, make_sampler
 from lattice_samplers.samplers.imh import IMHSettings, IndependenceMetropolisSampler
+from lattice_samplers.scan import run_scan
 from lattice_samplers.specs import sample_spec
 from lattice_samplers.theory import Phi4Theory
 
@@ -164,3 +166,21 @@ def test_a_failing_chain_is_raised_after_the_block() -> None:
     sampler = IndependenceMetropolisSampler(FREE, IMHSettings(batch_size=7), proposal=Failing())
     with pytest.raises(RuntimeError, match="proposal broke"):
         run_chains(sampler, 20, workers=2, **RUN_ARGS)
+
+
+def test_scan_tasks_run_their_chains_one_by_one_unless_told(tmp_path: Path, monkeypatch) -> None:
+    """The scan is parallel across tasks: workers = 0 means 1 inside a task, as documented."""
+    monkeypatch.setattr(run_settings, "usable_cores", lambda: 8)
+    for key in run_settings.SINGLE_THREAD_ENV:
+        monkeypatch.delenv(key, raising=False)
+    cfg = {
+        "scan": {"job": "sample", "seed": 3, "grid": {"run.workers": [0, 2]}},
+        "theory": {"L": 4, "beta": 0.5, "lam": 0.5},
+        "sampler": {"kind": "metropolis"},
+        "run": {"n_therm": 20, "n_steps": 40, "n_chains": 2},
+    }
+    scan = run_scan(cfg, tmp_path, JOBS, progress=False)
+    assert scan.ok
+    by_setting = {r.config["run"]["workers"]: r.result for r in scan}
+    assert by_setting[0]["workers"] == 1 and by_setting[2]["workers"] == 2
+    assert RunSettings(n_chains=2).resolved_workers() == 2  # the environment is restored
