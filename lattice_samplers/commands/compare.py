@@ -88,11 +88,11 @@ def format_table(summary: dict[str, Any]) -> str:
         f"tau_int, ESS and costs by: {', '.join(estimators)} (both estimates, R-hat and flags "
         "in summary.json/csv)"
     )
-    lines.append(
-        "costs: core s/ESS = core seconds (summed over chains) per effective sample, the "
-        "hardware-neutral figure used for comparisons and break-even; wall s/ESS = elapsed "
-        "seconds (depends on [run] workers)"
-    )
+    lines += [
+        "costs: core s/ESS = core seconds (summed over chains) per effective sample: the",
+        "hardware-neutral figure used for comparisons and break-even; wall s/ESS = elapsed",
+        "seconds per effective sample (they depend on [run] workers and the machine)",
+    ]
     head = (
         f"{'sampler':<11}{'accept':>7}{'mean':>12}{'err':>9}{'tau_int':>9}{'+-':>7}"
         f"{'ESS/core-s':>11}{'core s/ESS':>11}{'+train':>10}{'wall s/ESS':>11}"
