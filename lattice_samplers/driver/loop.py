@@ -450,8 +450,9 @@ def run_sampler(
             save()
     finally:
         if chains.pool is not None:
-            # after a second Ctrl-C the running block still ends on every chain (compiled
-            # code cannot be stopped), so wait for it rather than leave threads writing
-            chains.pool.shutdown(wait=True)
+            # after a second Ctrl-C (or an error) chains not yet started in this block are
+            # dropped; the running ones cannot be stopped inside compiled code, so wait for
+            # them rather than leave threads writing (nothing is saved after an abort)
+            chains.pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
     return chains.result(config, workers)
