@@ -49,7 +49,8 @@ def test_imh_two_workers_equal_one_bit_for_bit() -> None:
     assert_same_run(one, two)
 
 
-def test_flow_imh_two_workers_equal_one_bit_for_bit() -> None:
+def test_flow_imh_runs_its_chains_one_by_one() -> None:
+    """Torch's float32 log q is not bit-reproducible across threads: flows keep workers = 1."""
     from lattice_samplers.flows import FlowProposal, build_flow
 
     theory = Phi4Theory.create(4, "ising", beta=0.5, lam=0.5)
@@ -60,7 +61,7 @@ def test_flow_imh_two_workers_equal_one_bit_for_bit() -> None:
 
     one = run_chains(sampler(), 64, workers=1, **RUN_ARGS)
     two = run_chains(sampler(), 64, workers=2, **RUN_ARGS)
-    assert two.workers == 2
+    assert two.workers == 1
     assert_same_run(one, two)
 
 

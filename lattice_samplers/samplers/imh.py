@@ -20,10 +20,11 @@ This module does not import torch: the proposal is any object with
 
 Parallel chains: the run driver calls :meth:`~IndependenceMetropolisSampler.run_block` of
 different chains from several threads at once (``[run] workers``), so ``sample`` must draw only
-from the ``rng`` it is given and change no shared state.  The flow proposal does (a fresh torch
-generator per call seeded from ``rng``, the flow in eval mode under ``torch.inference_mode``,
-torch ops release the GIL); a proposal that cannot be called concurrently sets a
-``thread_safe = False`` attribute and its chains then run one after the other.
+from the ``rng`` it is given, change no shared state, and give the same numbers in any thread
+(the exact free-field proposal does: NumPy FFTs).  A proposal for which that does not hold sets
+``thread_safe = False`` and its chains run one after the other: the flow proposal does, since
+torch's float32 reductions are not bit-reproducible across threads (see
+:class:`lattice_samplers.flows.FlowProposal`).
 """
 
 from __future__ import annotations
