@@ -7,7 +7,8 @@ contended), and whether the observables are bit-identical.  This machine is shar
 compare the ratios, measured side by side.
 
 Cases: HMC at L = 8 and 32, Metropolis at L = 32, independence Metropolis with the exact
-free-field proposal (NumPy FFTs) and with an untrained flow (torch) as proposal.
+free-field proposal (NumPy FFTs) and with an untrained flow (torch) as proposal; the flow
+proposal keeps its chains on one thread (``used`` column: the workers the second run got).
 
 Run: ``python benchmarks/bench_parallel.py [--quick] [--repeats 3]``.
 """
@@ -76,8 +77,8 @@ def cases(quick: bool) -> dict[str, tuple[Callable[[], Sampler], RunSettings]]:
 
 def measure(
     factory: Callable[[], Sampler], run: RunSettings, repeats: int
-) -> tuple[float, float, float, bool]:
-    """Median wall seconds with 1 and 2 workers, the core-seconds ratio, and bit-identity."""
+) -> tuple[float, float, float, bool, int]:
+    """Median wall seconds with 1 and 2 workers, core-seconds ratio, bit-identity, workers used."""
     walls: dict[int, list[float]] = {1: [], 2: []}
     cores: dict[int, list[float]] = {1: [], 2: []}
     last: dict[int, RunResult] = {}
@@ -94,7 +95,7 @@ def measure(
     )
     w1, w2 = statistics.median(walls[1]), statistics.median(walls[2])
     core_ratio = statistics.median(cores[2]) / statistics.median(cores[1])
-    return w1, w2, core_ratio, same
+    return w1, w2, core_ratio, same, last[2].workers
 
 
 def main() -> None:
@@ -104,12 +105,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", default="", help="substring of the case names to run")
     args = parser.parse_args()
-    print(f"{'case':<18}{'wall w=1':>10}{'wall w=2':>10}{'ratio':>8}{'core ratio':>12}  identical")
+    print(
+        f"{'case':<18}{'wall w=1':>10}{'wall w=2':>10}{'used':>6}{'ratio':>8}{'core ratio':>12}"
+        "  identical"
+    )
     for name, (factory, run) in cases(args.quick).items():
         if args.only not in name:
             continue
-        w1, w2, core_ratio, same = measure(factory, run, args.repeats)
-        print(f"{name:<18}{w1:>10.3f}{w2:>10.3f}{w2 / w1:>8.2f}{core_ratio:>12.2f}  {same}")
+        w1, w2, core_ratio, same, used = measure(factory, run, args.repeats)
+        print(
+            f"{name:<18}{w1:>10.3f}{w2:>10.3f}{used:>6}{w2 / w1:>8.2f}{core_ratio:>12.2f}  {same}"
+        )
 
 
 if __name__ == "__main__":
