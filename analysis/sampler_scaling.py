@@ -108,6 +108,8 @@ def collect(scan: Any) -> list[dict[str, Any]]:
                 continue
             row = {"L": L, "beta": r["theory"]["beta"], "sampler": name,
                    "acceptance": s["acceptance"], "wall_time_s": s["wall_time_s"],
+                   # core seconds: summed over chains (records before parallel chains: = wall)
+                   "core_time_s": s.get("core_time_s", s["wall_time_s"]),
                    "training_s": s["training_s"], "n_chains": s["n_chains"],
                    "n_steps": s["n_steps"]}  # fmt: skip
             for obs in OBSERVABLES:

@@ -3,9 +3,12 @@
 Definitions (lattice convention, tau_int = 1/2 + sum_t rho(t)):
 
 * effective sample size of an observable: ``ess = n_draws / (2 tau_int)``;
-* sampling cost: ``c = wall_time_s / ess`` seconds per effective sample (production only;
-  thermalization and JIT compilation are excluded);
-* with training amortized over this chain: ``(wall_time_s + training_s) / ess``;
+* sampling cost: ``c = core_time_s / ess`` core seconds per effective sample (production
+  only; thermalization and JIT compilation are excluded).  Core seconds are the chains'
+  seconds summed, so they do not depend on how many chains ran at once (``[run] workers``):
+  they are the hardware-neutral figure used for comparisons.  The elapsed (wall) seconds per
+  effective sample are reported beside them (``wall_seconds_per_ess``);
+* with training amortized over this chain: ``(core_time_s + training_s) / ess``;
 * break-even against a sampler costing ``c_ref`` per effective sample: the flow's total cost
   ``training_s + c_flow * n`` equals ``c_ref * n`` at ``n* = training_s / (c_ref - c_flow)``
   effective samples (infinite when the flow is not cheaper per sample); as a flow chain
@@ -39,11 +42,15 @@ class CostEstimate:
     ess, ess_err : float
         Effective sample size of the run and its error.
     seconds_per_ess, seconds_per_ess_err : float
-        Production wall seconds per effective sample.
+        Production core seconds (summed over chains) per effective sample: the figure for
+        comparisons.
     with_training_s, with_training_s_err : float
-        The same with ``training_s`` added to the wall time (equal when there is no training).
+        The same with ``training_s`` added to the core time (equal when there is no training).
     work_per_ess : dict
         Each hardware-neutral work counter divided by the ESS.
+    wall_seconds_per_ess, wall_seconds_per_ess_err : float
+        Elapsed production seconds per effective sample (smaller than the core seconds when
+        chains ran in parallel).
     """
 
     ess: float
@@ -53,6 +60,8 @@ class CostEstimate:
     with_training_s: float
     with_training_s_err: float
     work_per_ess: dict[str, float] = field(default_factory=dict)
+    wall_seconds_per_ess: float = math.nan
+    wall_seconds_per_ess_err: float = math.nan
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready dict of the fields."""
@@ -60,19 +69,20 @@ class CostEstimate:
 
 
 def cost_per_effective_sample(
-    wall_time_s: float,
+    core_time_s: float,
     n_draws: int,
     tau_int: float,
     tau_int_err: float = 0.0,
     training_s: float = 0.0,
     work: Mapping[str, float] | None = None,
+    wall_time_s: float | None = None,
 ) -> CostEstimate:
-    """Seconds (and work units) per effective sample of one observable.
+    """Core seconds, wall seconds and work units per effective sample of one observable.
 
     Parameters
     ----------
-    wall_time_s : float
-        Production wall time of the run (all chains together).
+    core_time_s : float
+        Production seconds of the run summed over chains (``RunResult.core_time_s``).
     n_draws : int
         Number of measurements over all chains (the N of ``ess = N / (2 tau_int)``).
     tau_int, tau_int_err : float
@@ -81,6 +91,9 @@ def cost_per_effective_sample(
         Training seconds to amortize over this run (0 for classical samplers).
     work : mapping, optional
         Hardware-neutral counters of the run (e.g. ``force_evaluations``).
+    wall_time_s : float, optional
+        Elapsed production seconds (``RunResult.wall_time_s``); None: equal to ``core_time_s``
+        (chains run one after the other).
 
     Returns
     -------
@@ -88,16 +101,17 @@ def cost_per_effective_sample(
         With infinite costs (and ess 0) for a non-positive or non-finite tau_int, so that a
         stuck chain is never reported as cheap.
     """
-    if wall_time_s < 0 or training_s < 0 or n_draws < 0:
-        raise ValueError("wall_time_s, training_s and n_draws must be non-negative")
+    wall = core_time_s if wall_time_s is None else wall_time_s
+    if core_time_s < 0 or wall < 0 or training_s < 0 or n_draws < 0:
+        raise ValueError("core_time_s, wall_time_s, training_s and n_draws must be non-negative")
     if not (math.isfinite(tau_int) and tau_int > 0) or n_draws == 0:
         inf = math.inf
         return CostEstimate(0.0, math.nan, inf, math.nan, inf, math.nan,
-                            {k: inf for k in (work or {})})  # fmt: skip
+                            {k: inf for k in (work or {})}, inf, math.nan)  # fmt: skip
     rel = abs(tau_int_err) / tau_int if math.isfinite(tau_int_err) else math.nan
     ess = n_draws / (2.0 * tau_int)
-    c = wall_time_s / ess
-    ct = (wall_time_s + training_s) / ess
+    c = core_time_s / ess
+    ct = (core_time_s + training_s) / ess
     return CostEstimate(
         ess=ess,
         ess_err=ess * rel,
@@ -106,6 +120,8 @@ def cost_per_effective_sample(
         with_training_s=ct,
         with_training_s_err=ct * rel,
         work_per_ess={k: float(v) / ess for k, v in (work or {}).items()},
+        wall_seconds_per_ess=wall / ess,
+        wall_seconds_per_ess_err=wall / ess * rel,
     )
 
 

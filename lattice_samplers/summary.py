@@ -281,11 +281,13 @@ def diagnostics(result: Any) -> dict[str, Any]:
 def result_summary(result: Any, *, tau_estimator: str = "arviz") -> dict[str, Any]:
     """The JSON object of ``lattice-samplers sample --json`` for a run.
 
-    Keys: ``sampler``, ``L``, ``n_steps``, ``acceptance``, ``wall_time_s``, ``settings``,
-    ``work``, ``observables`` ({name: entry of :func:`summarize_series`}), plus
-    ``theory``, ``n_chains``, ``n_therm``, ``thin``, ``seed``, ``therm_time_s``,
-    ``compile_time_s``, ``work_therm``, ``diagnostics``, ``tau_estimator`` (what drove
-    tau_int and ess) and ``tau_int_convention``.
+    Keys: ``sampler``, ``L``, ``n_steps``, ``acceptance``, ``wall_time_s`` (elapsed production
+    seconds), ``core_time_s`` (production seconds summed over chains, the hardware-neutral
+    one), ``settings``, ``work``, ``observables`` ({name: entry of :func:`summarize_series`}),
+    plus ``theory``, ``n_chains``, ``workers``, ``n_therm``, ``thin``, ``seed``,
+    ``therm_time_s``, ``therm_core_time_s``, ``compile_time_s``, ``work_therm``,
+    ``diagnostics``, ``tau_estimator`` (what drove tau_int and ess) and
+    ``tau_int_convention``.
     Non-finite numbers become ``None`` (see :func:`lattice_samplers.records.json_safe`).
     """
     summary = {
@@ -294,15 +296,18 @@ def result_summary(result: Any, *, tau_estimator: str = "arviz") -> dict[str, An
         "n_steps": result.n_steps,
         "acceptance": result.acceptance,
         "wall_time_s": result.wall_time_s,
+        "core_time_s": result.core_time_s,
         "settings": dict(result.settings),
         "work": dict(result.work),
         "observables": summarize_observables(result, tau_estimator=tau_estimator),
         "theory": result.theory.to_dict(),
         "n_chains": result.n_chains,
+        "workers": result.workers,
         "n_therm": result.n_therm,
         "thin": result.thin,
         "seed": result.seed,
         "therm_time_s": result.therm_time_s,
+        "therm_core_time_s": result.therm_core_time_s,
         "compile_time_s": result.compile_time_s,
         "work_therm": dict(result.work_therm),
         "diagnostics": diagnostics(result),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from lattice_samplers.driver import RunResult, RunSettings, run_sampler
 from lattice_samplers.samplers import Sampler
 
@@ -18,6 +20,7 @@ def run_chains(
     seed: int = 0,
     block_size: int = 0,
     checkpoint_every: int = 0,
+    workers: int = 0,
     callback: Any = None,
     **options: Any,
 ) -> RunResult:
@@ -31,5 +34,20 @@ def run_chains(
         seed=seed,
         block_size=block_size,
         checkpoint_every=checkpoint_every,
+        workers=workers,
     )
     return run_sampler(sampler, run, observer=callback, **options)
+
+
+def assert_same_run(a: RunResult, b: RunResult) -> None:
+    """Identical chains, bit for bit (timings aside)."""
+    assert a.observables.keys() == b.observables.keys()
+    for name in a.observables:
+        np.testing.assert_array_equal(a.observables[name], b.observables[name], err_msg=name)
+    for name in a.stats:
+        np.testing.assert_array_equal(a.stats[name], b.stats[name], err_msg=name)
+    np.testing.assert_array_equal(a.final_phi, b.final_phi)
+    assert a.settings == b.settings
+    assert a.work == b.work
+    assert a.work_therm == b.work_therm
+    assert a.chain_work == b.chain_work

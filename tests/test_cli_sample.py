@@ -100,6 +100,7 @@ BAD_INPUT = [
     ("--set", "run.n_steps=0", "n_steps must be a positive"),
     ("--set", "run.n_therm=-1", "n_therm must be"),
     ("--set", "run.thin=3", "multiple of thin"),
+    ("--set", "run.workers=-1", "workers must be an integer >= 0"),
     ("--set", "sampler.kind=gibbs", "unknown kind"),
     ("--set", "sampler.integrator=euler", "integrator"),
     ("--set", "output.dir=x", "unknown config section"),

@@ -27,6 +27,16 @@ def test_cost_of_uncorrelated_chain_is_time_per_draw() -> None:
     assert c.with_training_s == c.seconds_per_ess
 
 
+def test_wall_seconds_beside_core_seconds() -> None:
+    # 4 core seconds on 2 workers in 2.2 elapsed seconds; ess = 2000
+    c = cost_per_effective_sample(4.0, 10_000, 2.5, 0.25, wall_time_s=2.2)
+    assert c.seconds_per_ess == pytest.approx(0.002)  # core seconds: the comparison figure
+    assert c.wall_seconds_per_ess == pytest.approx(0.0011)
+    assert c.wall_seconds_per_ess_err == pytest.approx(0.00011)
+    same = cost_per_effective_sample(4.0, 10_000, 2.5)  # no wall time: chains one by one
+    assert same.wall_seconds_per_ess == same.seconds_per_ess
+
+
 def test_stuck_chain_is_infinitely_expensive() -> None:
     c = cost_per_effective_sample(1.0, 1000, math.nan, work={"x": 1.0})
     assert c.ess == 0.0 and math.isinf(c.seconds_per_ess) and math.isinf(c.work_per_ess["x"])

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run_chains
+from helpers import assert_same_run, run_chains
 
 from lattice_samplers.driver import (
     RunInterrupted,
-    RunResult,
     RunSettings,
     load_checkpoint,
 )
@@ -21,19 +20,6 @@ from lattice_samplers.summary import result_summary, summarize_observables
 from lattice_samplers.theory import Phi4Theory
 
 THEORY = Phi4Theory.create(6, "ising", beta=0.576, lam=0.5)
-
-
-def assert_same_run(a: RunResult, b: RunResult) -> None:
-    """Identical chains, bit for bit (timings aside)."""
-    assert a.observables.keys() == b.observables.keys()
-    for name in a.observables:
-        np.testing.assert_array_equal(a.observables[name], b.observables[name], err_msg=name)
-    for name in a.stats:
-        np.testing.assert_array_equal(a.stats[name], b.stats[name], err_msg=name)
-    np.testing.assert_array_equal(a.final_phi, b.final_phi)
-    assert a.settings == b.settings
-    assert a.work == b.work
-    assert a.work_therm == b.work_therm
 
 
 def test_result_shapes_and_records() -> None:

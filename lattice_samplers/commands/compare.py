@@ -88,16 +88,24 @@ def format_table(summary: dict[str, Any]) -> str:
         f"tau_int, ESS and costs by: {', '.join(estimators)} (both estimates, R-hat and flags "
         "in summary.json/csv)"
     )
+    lines += [
+        "costs: core s/ESS = core seconds (summed over chains) per effective sample: the",
+        "hardware-neutral figure used for comparisons and break-even; wall s/ESS = elapsed",
+        "seconds per effective sample (they depend on [run] workers and the machine)",
+    ]
     head = (
         f"{'sampler':<11}{'accept':>7}{'mean':>12}{'err':>9}{'tau_int':>9}{'+-':>7}"
-        f"{'ESS/s':>10}{'s/ESS':>10}{'+train':>10}  {'break-even (flow steps)':<36}check"
+        f"{'ESS/core-s':>11}{'core s/ESS':>11}{'+train':>10}{'wall s/ESS':>11}"
+        f"  {'break-even (flow steps)':<36}check"
     )
     for obs in TABLE_OBSERVABLES:
         lines += ["", f"== {LABELS.get(obs, obs)} ({obs})", head, "-" * len(head)]
         for name, s in samplers.items():
             o = s["observables"][obs]
-            wall = s["wall_time_s"]
-            ess_s = (o["ess"] / wall) if o["ess"] is not None and wall else None
+            # files from before parallel chains have no core time: there wall == core
+            core = s.get("core_time_s", s["wall_time_s"])
+            ess_s = (o["ess"] / core) if o["ess"] is not None and core else None
+            wall_cost = s.get("cost_per_ess_wall_s", s["cost_per_ess_s"])[obs]
             cons = summary["consistency"].get(obs, {}).get(name, {})
             ok = cons.get("consistent")
             check = (
@@ -116,14 +124,15 @@ def format_table(summary: dict[str, Any]) -> str:
             lines.append(
                 f"{name:<11}{_f(s['acceptance'], '.3f'):>7}{_f(o['mean'], '.5g'):>12}"
                 f"{_f(o['err'], '.2g'):>9}{_f(o['tau_int'], '.3g'):>9}"
-                f"{_f(o['tau_int_err'], '.2g'):>7}{_f(ess_s, '.4g'):>10}"
-                f"{_f(s['cost_per_ess_s'][obs], '.3g'):>10}"
-                f"{_f(s['cost_per_ess_with_training_s'][obs], '.3g'):>10}  {be:<36}{check}"
+                f"{_f(o['tau_int_err'], '.2g'):>7}{_f(ess_s, '.4g'):>11}"
+                f"{_f(s['cost_per_ess_s'][obs], '.3g'):>11}"
+                f"{_f(s['cost_per_ess_with_training_s'][obs], '.3g'):>10}"
+                f"{_f(wall_cost, '.3g'):>11}  {be:<36}{check}"
             )
     lines += [
         "",
-        "tau_int: " + summary["tau_int_convention"] + "; s/ESS: production seconds per "
-        "effective sample, +train: with the flow's training seconds added; break-even: flow "
+        "tau_int: " + summary["tau_int_convention"] + "; core s/ESS: production core seconds "
+        "per effective sample, +train: with the flow's training seconds added; break-even: flow "
         "chain length (steps) at which the flow's total cost equals each classical sampler's; "
         "[short]: fewer than 50 tau_int per chain, so tau_int and errors are unreliable",
     ]

@@ -73,8 +73,9 @@ def format_table(summary: dict[str, Any]) -> str:
         f"{summary['sampler']} on L={summary['L']} {th['parametrization']}({couplings}): "
         f"{summary['n_chains']} chains x {summary['n_steps']} steps "
         f"(thin {summary['thin']}, n_therm {summary['n_therm']}, seed {summary['seed']})",
-        f"acceptance {_fmt(summary['acceptance'], '.4f')}   wall {summary['wall_time_s']:.3f} s"
-        f" (thermalization {summary['therm_time_s']:.3f} s, JIT {summary['compile_time_s']:.2f} s)",
+        f"acceptance {_fmt(summary['acceptance'], '.4f')}   wall {summary['wall_time_s']:.3f} s,"
+        f" core {summary.get('core_time_s', summary['wall_time_s']):.3f} s (summed over chains;"
+        f" thermalization {summary['therm_time_s']:.3f} s, JIT {summary['compile_time_s']:.2f} s)",
         "settings: " + ", ".join(f"{k}={v}" for k, v in summary["settings"].items()),
         "work: " + ", ".join(f"{k}={v}" for k, v in summary["work"].items()),
     ]

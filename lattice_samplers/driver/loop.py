@@ -15,9 +15,22 @@ the chains' current states); the tuning job uses it to measure field observables
 loops do not record, progress and tests use it too.
 
 Randomness: one seed gives independent chain streams ``SeedSequence(seed).spawn(n_chains)``
-(PCG64).  Timing excludes JIT compilation (:meth:`Sampler.warmup` runs first and is timed
-separately).  Work counters are hardware neutral (see :meth:`Sampler.work`).  Checkpoints and
-signals: :mod:`lattice_samplers.driver.checkpoint`.
+(PCG64).
+
+Parallel chains: with ``run.workers`` > 1 (see :meth:`RunSettings.resolved_workers`) the chains
+of a block run concurrently in one persistent thread pool, one task per chain, joined before
+the driver goes on.  The compiled kernels release the GIL (``nogil=True``); each chain has its
+own generator, state and slices of the record arrays, and everything shared (work counters,
+the tuning acceptance, timings) is combined in the main thread in chain order after the join,
+so a run is bit-identical for any number of workers.  Signals stay with the main thread: a
+SIGINT or SIGTERM lets the running block finish on every chain, then saves and stops.
+
+Timing excludes JIT compilation (:meth:`Sampler.warmup` runs first and is timed separately).
+Each chain's seconds inside its blocks are summed into *core* seconds (``core_time_s``, the
+hardware-neutral figure for cost comparisons); ``wall_time_s`` is the elapsed production time
+(blocks dispatched to joined), which is smaller when chains run in parallel.  Work counters
+are hardware neutral (see :meth:`Sampler.work`).  Checkpoints and signals:
+:mod:`lattice_samplers.driver.checkpoint`.
 """
 
 from __future__ import annotations
@@ -25,6 +38,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,6 +150,9 @@ class _Chains:
         self.chain_work: list[dict[str, int]] = [{} for _ in range(run.n_chains)]
         self.chain_wall = [0.0] * run.n_chains
         self.chain_therm = [0.0] * run.n_chains
+        self.wall_time = 0.0
+        self.therm_wall_time = 0.0
+        self.pool: ThreadPoolExecutor | None = None
         self.adapt_k = 0
         self.therm_done = 0
         self.prod_done = 0
@@ -172,6 +189,9 @@ class _Chains:
         self.chain_work = meta["chain_work"]
         self.chain_wall = list(meta["chain_wall_time_s"])
         self.chain_therm = list(meta["chain_therm_s"])
+        # checkpoints from before parallel chains ran the chains one by one: elapsed == summed
+        self.wall_time = float(meta.get("wall_time_s", sum(self.chain_wall)))
+        self.therm_wall_time = float(meta.get("therm_wall_time_s", sum(self.chain_therm)))
         self.rngs = [rng_from_state(s) for s in meta["rng_states"]]
         self.states = []
         for c in range(self.run.n_chains):
@@ -206,6 +226,8 @@ class _Chains:
             "chain_work": self.chain_work,
             "chain_wall_time_s": self.chain_wall,
             "chain_therm_s": self.chain_therm,
+            "wall_time_s": self.wall_time,
+            "therm_wall_time_s": self.therm_wall_time,
             "compile_time_s": self.compile_time,
             "versions": versions(),
         }
@@ -220,20 +242,44 @@ class _Chains:
             arrays[f"aux_{key}"] = np.stack([s.aux[key] for s in self.states])
         save_checkpoint(path, meta, arrays)
 
+    def each_chain(self, task: Callable[[int], Any], n: int, bar: Any) -> list[Any]:
+        """``[task(c) for c in chains]``, in the thread pool if there is one; all finish first.
+
+        An exception of a task is raised (for the first failing chain in chain order) only once
+        every chain's task has ended, so no thread still writes into the arrays.
+        """
+        if self.pool is None:
+            out = []
+            for c in range(self.run.n_chains):
+                out.append(task(c))
+                bar.update(n)
+            return out
+        futures: list[Future] = [self.pool.submit(task, c) for c in range(self.run.n_chains)]
+        for _ in as_completed(futures):
+            bar.update(n)
+        return [f.result() for f in futures]
+
     def therm_block(self, n: int, adapt: bool, bar: Any) -> None:
         sampler = self.sampler
-        stats = np.empty((n, len(sampler.stat_names)))
-        empty_obs = np.empty((0, N_OBS))
+        n_stats = len(sampler.stat_names)
         tune_col = sampler.stat_names.index(sampler.tune_stat)
-        acc = 0.0
-        for c in range(self.run.n_chains):
+
+        def task(c: int) -> tuple[float, dict[str, int], float]:
+            stats = np.empty((n, n_stats))
             t1 = time.perf_counter()
             # thin > n: nothing is recorded during thermalization
-            sampler.run_block(self.states[c], n, n + 1, self.rngs[c], empty_obs, stats)
-            self.chain_therm[c] += time.perf_counter() - t1
-            add_work(self.work_therm, sampler.work(stats))
-            acc += float(np.mean(stats[:, tune_col]))
-            bar.update(n)
+            sampler.run_block(self.states[c], n, n + 1, self.rngs[c], np.empty((0, N_OBS)), stats)
+            seconds = time.perf_counter() - t1
+            return seconds, sampler.work(stats), float(np.mean(stats[:, tune_col]))
+
+        t0 = time.perf_counter()
+        done = self.each_chain(task, n, bar)
+        self.therm_wall_time += time.perf_counter() - t0
+        acc = 0.0
+        for c, (seconds, work, chain_acc) in enumerate(done):
+            self.chain_therm[c] += seconds
+            add_work(self.work_therm, work)
+            acc += chain_acc
         if adapt:
             sampler.adapt(acc / self.run.n_chains, self.adapt_k)
             self.adapt_k += 1
@@ -242,19 +288,26 @@ class _Chains:
     def production_block(self, n: int, bar: Any) -> None:
         sampler, thin = self.sampler, self.run.thin
         d0, d1 = self.prod_done // thin, (self.prod_done + n) // thin
-        stats = np.empty((n, len(sampler.stat_names)))
-        for c in range(self.run.n_chains):
+        n_stats = len(sampler.stat_names)
+
+        def task(c: int) -> tuple[float, dict[str, int]]:
+            stats = np.empty((n, n_stats))
             t1 = time.perf_counter()
             sampler.run_block(self.states[c], n, thin, self.rngs[c], self.obs[c, d0:d1], stats)
-            self.chain_wall[c] += time.perf_counter() - t1
+            seconds = time.perf_counter() - t1
             self.stats[c, d0:d1] = thin_stats(stats, thin)
-            block_work = sampler.work(stats)
+            return seconds, sampler.work(stats)
+
+        t0 = time.perf_counter()
+        done = self.each_chain(task, n, bar)
+        self.wall_time += time.perf_counter() - t0
+        for c, (seconds, block_work) in enumerate(done):
+            self.chain_wall[c] += seconds
             add_work(self.work, block_work)
             add_work(self.chain_work[c], block_work)
-            bar.update(n)
         self.prod_done += n
 
-    def result(self, config: Mapping[str, Any] | None) -> RunResult:
+    def result(self, config: Mapping[str, Any] | None, workers: int) -> RunResult:
         sampler, run = self.sampler, self.run
         return RunResult(
             sampler=sampler.kind,
@@ -265,8 +318,10 @@ class _Chains:
             initial_settings=dict(self.initial_settings),
             work=dict(self.work),
             work_therm=dict(self.work_therm),
-            wall_time_s=float(sum(self.chain_wall)),
-            therm_time_s=float(sum(self.chain_therm)),
+            wall_time_s=float(self.wall_time),
+            core_time_s=float(sum(self.chain_wall)),
+            therm_time_s=float(self.therm_wall_time),
+            therm_core_time_s=float(sum(self.chain_therm)),
             compile_time_s=float(self.compile_time),
             n_steps=run.n_steps,
             n_therm=run.n_therm,
@@ -278,6 +333,7 @@ class _Chains:
             final_phi=np.stack([s.phi.copy() for s in self.states]),
             versions=versions(),
             config=dict(config) if config is not None else None,
+            workers=workers,
         )
 
 
@@ -378,6 +434,9 @@ def run_sampler(
         file=sys.stderr,
         dynamic_ncols=True,
     )
+    workers = run.resolved_workers() if sampler.parallel_chains else 1
+    if workers > 1:
+        chains.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chain")
     try:
         with StopRequest() as stop:
             while chains.therm_done < run.n_therm:
@@ -390,5 +449,10 @@ def run_sampler(
                 after_block("production", n, stop)
             save()
     finally:
+        if chains.pool is not None:
+            # after a second Ctrl-C (or an error) chains not yet started in this block are
+            # dropped; the running ones cannot be stopped inside compiled code, so wait for
+            # them rather than leave threads writing (nothing is saved after an abort)
+            chains.pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
-    return chains.result(config)
+    return chains.result(config, workers)

@@ -38,8 +38,13 @@ class RunResult:
     work, work_therm : dict of str to int
         Hardware-neutral counters of production and thermalization, summed over chains.
     wall_time_s, therm_time_s : float
-        Seconds in compiled production / thermalization blocks, summed over chains (the
-        chains run one after the other, so this is also the elapsed time), JIT excluded.
+        Elapsed seconds of production / thermalization (from dispatching each block to the
+        end of its last chain), JIT excluded; smaller than the core seconds when chains run
+        in parallel (``[run] workers``).
+    core_time_s, therm_core_time_s : float
+        Seconds in production / thermalization blocks summed over chains: the
+        hardware-neutral time used for cost comparisons (independent of ``workers`` up to
+        contention for cores).  Equal to ``sum(chain_wall_time_s)``.
     compile_time_s : float
         Seconds of :meth:`Sampler.warmup` (JIT compilation or cache load).
     n_steps, n_therm, thin, n_chains, seed : int
@@ -54,6 +59,8 @@ class RunResult:
         Package versions (:func:`versions`).
     config : dict or None
         The full configuration, if the run came from one.
+    workers : int
+        Threads that ran the chains (1: one after the other); explains wall against core time.
     """
 
     sampler: str
@@ -65,7 +72,9 @@ class RunResult:
     work: dict[str, int]
     work_therm: dict[str, int]
     wall_time_s: float
+    core_time_s: float
     therm_time_s: float
+    therm_core_time_s: float
     compile_time_s: float
     n_steps: int
     n_therm: int
@@ -77,6 +86,7 @@ class RunResult:
     final_phi: np.ndarray
     versions: dict[str, str] = field(default_factory=dict)
     config: dict[str, Any] | None = None
+    workers: int = 1
 
     @property
     def n_draws(self) -> int:

@@ -4,8 +4,11 @@ Layout (groups of the DataTree)::
 
     /                 attributes: format, sampler, theory, settings, initial_settings, work,
                       work_therm, chain_work, config (JSON strings), n_steps, n_therm, thin,
-                      n_chains, seed, chain_seeds, wall_time_s, therm_time_s, compile_time_s,
-                      chain_wall_time_s, versions, created, tau_int_convention
+                      n_chains, seed, chain_seeds, wall_time_s, core_time_s, therm_time_s,
+                      therm_core_time_s, compile_time_s, workers, chain_wall_time_s, versions,
+                      created, tau_int_convention (files written before parallel chains
+                      have no core times: read back, they equal the wall times, which then
+                      were sums over chains run one after the other)
     /observables      one variable per scalar observable, dims (chain, draw)
     /sample_stats     per-step sampler statistics (accepted, delta_h, ...), dims (chain, draw)
                       (averaged over each thinning window when thin > 1)
@@ -75,8 +78,11 @@ def results_to_datatree(result: RunResult) -> xr.DataTree:
         "seed": result.seed,
         "chain_seeds": json_text(result.chain_seeds),
         "wall_time_s": result.wall_time_s,
+        "core_time_s": result.core_time_s,
         "therm_time_s": result.therm_time_s,
+        "therm_core_time_s": result.therm_core_time_s,
         "compile_time_s": result.compile_time_s,
+        "workers": result.workers,
         "chain_wall_time_s": np.asarray(result.chain_wall_time_s, dtype=np.float64),
         "created": now(),
         "tau_int_convention": "lattice: tau_int = 1/2 + sum_t rho(t)",
@@ -140,7 +146,9 @@ def read_results(path: str | Path) -> RunResult:
         work=loaded["work"],
         work_therm=loaded["work_therm"],
         wall_time_s=float(attrs["wall_time_s"]),
+        core_time_s=float(attrs.get("core_time_s", attrs["wall_time_s"])),
         therm_time_s=float(attrs["therm_time_s"]),
+        therm_core_time_s=float(attrs.get("therm_core_time_s", attrs["therm_time_s"])),
         compile_time_s=float(attrs["compile_time_s"]),
         n_steps=int(attrs["n_steps"]),
         n_therm=int(attrs["n_therm"]),
@@ -152,4 +160,5 @@ def read_results(path: str | Path) -> RunResult:
         final_phi=final_phi,
         versions=loaded["versions"],
         config=loaded["config"],
+        workers=int(attrs.get("workers", 1)),
     )

@@ -474,7 +474,18 @@ class FlowProposal:
         one reproducible stream).  None: a fresh OS-entropy seed.
     batch_size : int, optional
         Samples per forward pass (default: the flow's :meth:`Flow.default_batch_size`).
+
+    Notes
+    -----
+    ``thread_safe = False``: the independence Metropolis chains of a flow run one after the
+    other even with ``[run] workers`` > 1.  Concurrent calls are safe, but not bit-reproducible:
+    torch's float32 reductions (log q) came out different in the last bits in worker threads
+    (13 of 96 log weights, relative 2e-7, after a flow training in the same process), so a run
+    would depend on ``workers``; and the flow's ops already use torch's own threads.
     """
+
+    #: read by the independence Metropolis sampler: run its chains one after the other
+    thread_safe = False
 
     def __init__(
         self,

@@ -106,7 +106,7 @@ def wolff_update(
     return size
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def cluster_block(
     phi: np.ndarray,
     current: np.ndarray,

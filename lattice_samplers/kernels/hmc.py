@@ -523,7 +523,7 @@ def integrate(
     return k_new
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def hmc_block(
     phi: np.ndarray,
     force: np.ndarray,

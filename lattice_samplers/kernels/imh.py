@@ -16,7 +16,7 @@ __all__ = [
 ]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def imh_pass(
     log_w: np.ndarray,
     log_u: np.ndarray,

@@ -262,7 +262,7 @@ def sweep(
     return sweep_into(phi, width, n_hits, checkerboard, h, c2, c4, rng, broken, work)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def metropolis_block(
     phi: np.ndarray,
     current: np.ndarray,

@@ -73,7 +73,7 @@ def local_delta_action(
     return -h * d * neighbour_sum(phi, i, j) + c2 * (q2 - p2) + c4 * (q2 * q2 - p2 * p2)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def batch_action(phi: np.ndarray, h: float, c2: float, c4: float, out: np.ndarray) -> None:
     """Write S(phi[n]) (without constant) into out[n] for a batch of shape (n, L, L)."""
     for n in range(phi.shape[0]):

@@ -294,6 +294,15 @@ class Sampler(ABC):
         """Rough cost of one step in site updates, used to size blocks (not a measurement)."""
         return float(self.theory.volume)
 
+    @property
+    def parallel_chains(self) -> bool:
+        """Whether :meth:`run_block` may run for different chains in threads at once.
+
+        True when a block touches nothing shared but the sampler's read-only settings (each
+        chain brings its own state, generator and output arrays), as for the compiled samplers.
+        """
+        return True
+
     # ------------------------------------------------------------------ generic
     def _new_scalars(self) -> np.ndarray:
         return np.zeros(1 + N_OBS)

@@ -17,6 +17,14 @@ fed by independent proposal streams; within a chain the flow still runs in batch
 
 This module does not import torch: the proposal is any object with
 ``sample(n, rng) -> (phi (n, L, L) float64, log_q (n,) float64)`` (see :class:`Proposal`).
+
+Parallel chains: the run driver calls :meth:`~IndependenceMetropolisSampler.run_block` of
+different chains from several threads at once (``[run] workers``), so ``sample`` must draw only
+from the ``rng`` it is given, change no shared state, and give the same numbers in any thread
+(the exact free-field proposal does: NumPy FFTs).  A proposal for which that does not hold sets
+``thread_safe = False`` and its chains run one after the other: the flow proposal does, since
+torch's float32 reductions are not bit-reproducible across threads (see
+:class:`lattice_samplers.flows.FlowProposal`).
 """
 
 from __future__ import annotations
@@ -175,6 +183,11 @@ class IndependenceMetropolisSampler(Sampler):
                 state.scalars[...] = scalars[last]
                 state.aux["log_weight"][0] = log_w_cur
             done += n
+
+    @property
+    def parallel_chains(self) -> bool:
+        """Unless the proposal says ``thread_safe = False`` (see the module docstring)."""
+        return bool(getattr(self.proposal, "thread_safe", True))
 
     def work(self, stats: np.ndarray) -> dict[str, int]:
         """``steps`` and ``flow_passes`` (proposals drawn: one forward pass per sample)."""

@@ -35,7 +35,8 @@ not: large artifacts are often not copied along with the records).  Tasks are cl
 exclusive claim files, so two scans on one folder run each task once.  SIGINT/SIGTERM cancel
 queued tasks, terminate running workers and write the summary of what was done.
 
-Each task runs single-threaded (:data:`THREAD_ENV` in every worker's environment).
+Each task runs single-threaded (:data:`THREAD_ENV` in every worker's environment; the chain
+driver's ``[run] workers = 0`` then runs a task's chains one after the other).
 """
 
 from lattice_samplers.scan.engine import (

@@ -3,16 +3,19 @@
 All samplers run on the same theory, the same machine and in the same process, one after the
 other, with the same chain lengths (``[run]``), and are summarized by the same code
 (:func:`lattice_samplers.summary.summarize_observables`, Gamma method, lattice convention
-tau_int = 1/2 + sum rho).  For every observable the comparison reports seconds per effective
-sample of production alone and with the flow's training seconds added
-(:mod:`lattice_samplers.cost`), the flow's break-even chain length against each classical
-sampler, and a consistency check: a sampler whose estimate disagrees (beyond ``k_sigma``
-combined errors) with most of the other samplers is flagged (see :func:`_consistency`).
+tau_int = 1/2 + sum rho).  For every observable the comparison reports core seconds (summed
+over chains: hardware neutral, independent of ``[run] workers``) per effective sample of
+production alone and with the flow's training seconds added, and the elapsed (wall) seconds per
+effective sample beside them (:mod:`lattice_samplers.cost`), the flow's break-even chain
+length against each classical sampler, and a consistency check: a sampler whose estimate
+disagrees (beyond ``k_sigma`` combined errors) with most of the other samplers is flagged (see
+:func:`_consistency`).
 
 Config sections (all optional; unknown sections or keys are errors):
 
 * ``[theory]``: as everywhere (default: L = 8, ising beta = 0.576, lam = 0.5);
-* ``[run]``: ``n_therm``, ``n_steps``, ``thin``, ``n_chains``, ``seed`` shared by all samplers;
+* ``[run]``: ``n_therm``, ``n_steps``, ``thin``, ``n_chains``, ``seed``, ``workers`` shared by all
+  samplers;
 * ``[compare]``: ``samplers`` (subset of metropolis, hmc, cluster, flow), ``k_sigma``,
   ``flow_checkpoint`` (use a trained flow instead of training);
 * ``[metropolis]``, ``[hmc]``, ``[cluster]``: settings of each classical sampler;
@@ -96,10 +99,12 @@ class Comparison:
             samplers[name] = {
                 "acceptance": r.result.acceptance,
                 "wall_time_s": r.result.wall_time_s,
+                "core_time_s": r.result.core_time_s,
                 "settings": r.result.settings,
                 "work": r.result.work,
                 "observables": r.observables,
                 "cost_per_ess_s": {o: c["seconds_per_ess"] for o, c in r.costs.items()},
+                "cost_per_ess_wall_s": {o: c["wall_seconds_per_ess"] for o, c in r.costs.items()},
                 "cost_per_ess_with_training_s": {
                     o: c["with_training_s"] for o, c in r.costs.items()
                 },
@@ -277,12 +282,13 @@ def run_comparison(
         n_draws = r.result.n_chains * r.result.n_draws
         for obs, s in r.observables.items():
             c = cost_per_effective_sample(
-                r.result.wall_time_s,
+                r.result.core_time_s,
                 n_draws,
                 s["tau_int"] if s["tau_int"] is not None else math.nan,
                 s["tau_int_err"] if s["tau_int_err"] is not None else math.nan,
                 training_s=r.training_s,
                 work=r.result.work,
+                wall_time_s=r.result.wall_time_s,
             )
             r.costs[obs] = c.to_dict()
 
@@ -340,12 +346,14 @@ def _csv_rows(comparison: Comparison) -> list[dict[str, Any]]:
                     "ess_bulk": s.get("ess_bulk"),
                     "r_hat": s.get("r_hat"),
                     "wall_time_s": r.result.wall_time_s,
+                    "core_time_s": r.result.core_time_s,
                     "training_s": r.training_s,
-                    "ess_per_s": c["ess"] / r.result.wall_time_s
-                    if r.result.wall_time_s > 0
+                    "ess_per_s": c["ess"] / r.result.core_time_s
+                    if r.result.core_time_s > 0
                     else math.nan,
                     "cost_per_ess_s": c["seconds_per_ess"],
                     "cost_per_ess_err_s": c["seconds_per_ess_err"],
+                    "cost_per_ess_wall_s": c["wall_seconds_per_ess"],
                     "cost_per_ess_with_training_s": c["with_training_s"],
                     "pull_vs_others": cons.get("pull"),
                     "consistent": cons.get("consistent"),

@@ -167,4 +167,5 @@ def summarize_sample(result: Mapping[str, Any]) -> dict[str, Any]:
         "r_hat(|m|)": absm.get("r_hat"),
         "estimator": absm.get("estimator"),
         "wall_time_s": result.get("wall_time_s"),
+        "core_time_s": result.get("core_time_s"),
     }
