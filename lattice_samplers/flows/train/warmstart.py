@@ -21,8 +21,10 @@ from lattice_samplers.flows.model import Flow, architecture_key
 __all__ = ["init_from_checkpoint", "init_from_flow", "load_matching_weights"]
 
 #: Architecture entries that may differ between a warm start's source and target (their
-#: effect, if any, shows up in the parameter shapes, which are checked one by one).
-_MAY_DIFFER = ("L", "hidden", "free_field_m2")
+#: effect, if any, shows up in the parameter shapes, which are checked one by one).  The free
+#: field base's ``h`` and ``c2`` are derived from the theory and L (m2 = (4/L)^2 by default),
+#: not learned, so a warm start across L or beta may change them.
+_MAY_DIFFER = ("L", "hidden", "free_field_m2", "free_field_h", "free_field_c2")
 
 
 def load_matching_weights(
