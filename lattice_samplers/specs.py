@@ -13,6 +13,8 @@ never raw sections.  Section schemas, shared by every command that has the secti
   may also sit in ``[sampler]`` itself, as in earlier versions).
 * ``[flow]``, ``[train]``: the flow's architecture and training (torch is loaded only when a
   config has them); ``[imh]``: the flow sampler's independence Metropolis settings.
+* ``[curriculum]`` (``train`` only, optional): warm-start stages over lattice sizes,
+  :class:`CurriculumSpec`.
 * ``[compare]``: :class:`CompareSettings`; ``[tune]``: :class:`TuneSettings`;
 * ``[analysis]``: ``tau_estimator`` (``arviz``, the default, or ``gamma``): which estimate
   of tau_int drives ``tau_int``, ``err``, ``ess`` and the costs in summaries
@@ -49,6 +51,7 @@ __all__ = [
     "FLOW_SAMPLER",
     "CompareSettings",
     "CompareSpec",
+    "CurriculumSpec",
     "SampleSpec",
     "TrainSpec",
     "TuneSettings",
@@ -201,21 +204,109 @@ def flow_specs(
 
 
 @dataclass(frozen=True)
+class CurriculumSpec:
+    """The ``[curriculum]`` section of ``train``: stages over lattice sizes, warm-started.
+
+    Every stage trains the same ``[flow]`` on ``[theory]`` at the stage's L (a ``"tuned"``
+    beta is looked up for each stage's L), starting from the previous stage's weights; the
+    last stage is ``[theory]`` itself.
+
+    Attributes
+    ----------
+    L : tuple of int
+        The stages' lattice extents, increasing; the last one is ``[theory] L``.
+    theories : tuple of Phi4Theory
+        The stages' targets (the last is the spec's theory).
+    train : tuple of TrainConfig
+        Each stage's training settings: ``[train]`` with the per-stage lists of
+        ``[curriculum]`` (any ``[train]`` key, e.g. ``n_steps``, ``time_budget_s``, ``lr``,
+        ``target_acceptance``: one value per stage), when given, put in.
+    """
+
+    L: tuple[int, ...]
+    theories: tuple[Phi4Theory, ...]
+    train: tuple[Any, ...]
+
+
+def _curriculum_spec(
+    config: Mapping[str, Any], theory: Phi4Theory, flow: Any, train: Any
+) -> CurriculumSpec | None:
+    """Validate ``[curriculum]`` (None when the config has none)."""
+    if "curriculum" not in config:
+        return None
+    section = _table(config, "curriculum")
+    Ls = section.pop("L", None)
+    train_keys = {f.name for f in dataclasses.fields(train)}
+    unknown = sorted(k for k in section if k not in train_keys)
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) in [curriculum]: {', '.join(unknown)} (besides L, its keys are "
+            "[train] keys with one value per stage)"
+        )
+    per_stage = section
+    if not (
+        isinstance(Ls, list | tuple)
+        and Ls
+        and all(_is_int(v) and v >= 2 for v in Ls)
+        and all(a < b for a, b in zip(Ls, Ls[1:]))
+    ):
+        raise ConfigError("[curriculum] L must be a non-empty increasing list of integers >= 2")
+    if Ls[-1] != theory.L:
+        raise ConfigError(
+            f"[curriculum] L must end with the final stage, [theory] L = {theory.L}, got {list(Ls)}"
+        )
+    for key, values in per_stage.items():
+        if not (isinstance(values, list | tuple) and len(values) == len(Ls)):
+            raise ConfigError(f"[curriculum] {key} must be a list with one value per stage")
+    base = _table(config, "theory")
+    theories = []
+    for L in Ls[:-1]:
+        stage_theory = theory_from_config({"theory": {**base, "L": L}})
+        try:
+            flow.resolve(stage_theory)
+        except ValueError as exc:
+            raise ConfigError(f"[curriculum] stage L = {L}: {exc}") from None
+        theories.append(stage_theory)
+    theories.append(theory)
+    trains = []
+    for i in range(len(Ls)):
+        changes = {k: v[i] for k, v in per_stage.items()}
+        try:
+            trains.append(dataclasses.replace(train, **changes))
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"[curriculum] stage {i} (L = {Ls[i]}): {exc}") from None
+    return CurriculumSpec(tuple(int(v) for v in Ls), tuple(theories), tuple(trains))
+
+
+@dataclass(frozen=True)
 class TrainSpec:
-    """A validated training: theory, architecture, training settings, study targets."""
+    """A validated training: theory, architecture, training settings, study targets.
+
+    ``curriculum`` (None without a ``[curriculum]`` section) holds the warm-start stages that
+    end with ``theory``.
+    """
 
     theory: Phi4Theory
     flow: Any
     train: Any
     targets: tuple[float, ...] = DEFAULT_TARGETS
     config: dict[str, Any] = field(default_factory=dict)
+    curriculum: CurriculumSpec | None = None
 
 
 def train_spec(config: Mapping[str, Any], study: bool = False) -> TrainSpec:
-    """Validate a ``train`` config (theory, flow, train; ``study`` adds ``[study] targets``)."""
-    check_sections(config, ("theory", "flow", "train", *(("study",) if study else ())))
+    """Validate a ``train`` config (theory, flow, train; ``study`` adds ``[study] targets``).
+
+    The optional ``[curriculum]`` section (``L``: the stages' lattice extents, ending with
+    ``[theory] L``; optional per-stage lists of ``[train]`` keys, such as ``n_steps`` or
+    ``time_budget_s``) is validated into :attr:`TrainSpec.curriculum`.
+    """
+    check_sections(
+        config, ("theory", "flow", "train", "curriculum", *(("study",) if study else ()))
+    )
     theory = theory_from_config(config)
     flow, train = flow_specs(config, theory)
+    curriculum = _curriculum_spec(config, theory, flow, train)
     section = _table(config, "study")
     targets = section.pop("targets", DEFAULT_TARGETS)
     if section:
@@ -227,7 +318,9 @@ def train_spec(config: Mapping[str, Any], study: bool = False) -> TrainSpec:
         and all(0 < t < 1 for t in targets)
     ):
         raise ConfigError("[study] targets must be a non-empty list of numbers in (0, 1)")
-    return TrainSpec(theory, flow, train, tuple(float(t) for t in targets), dict(config))
+    return TrainSpec(
+        theory, flow, train, tuple(float(t) for t in targets), dict(config), curriculum
+    )
 
 
 # ----------------------------------------------------------------------------- compare

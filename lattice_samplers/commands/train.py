@@ -12,6 +12,12 @@ from CONFIG.toml, trains, and writes into the output folder:
 Input is validated before anything is written; an existing checkpoint is never overwritten
 (continue it with ``--resume``).
 
+With a ``[curriculum]`` section (``L = [8, 12, 16, 20]``, ending with ``[theory] L``) the
+command trains every stage in turn, each warm-started from the one before: the earlier stages
+write into ``DIR/stages/stage{i}_L{L}``, the final one into ``DIR`` like a plain training.  The
+final checkpoint and summary count the total training seconds (the sum over the stages), which
+is what ``compare --flow DIR`` charges; the summary lists every stage under ``curriculum``.
+
 Under ``torchrun`` (several processes, see ``docs/ddp.md``) the same command trains with
 DistributedDataParallel: gloo on CPU, nccl with ``device = "cuda"``; rank 0 alone writes the
 output folder and prints.
@@ -28,7 +34,7 @@ from typing import Any
 from lattice_samplers.commands.common import add_common_arguments, show_progress
 from lattice_samplers.config import apply_overrides, load_config
 from lattice_samplers.records import dumps
-from lattice_samplers.specs import train_spec
+from lattice_samplers.specs import TrainSpec, train_spec
 
 __all__ = ["add_arguments", "run"]
 
@@ -64,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     from lattice_samplers.flows.distributed import session
     from lattice_samplers.flows.train import TrainingInterrupted, train_flow
 
+    if spec.curriculum is not None:
+        return _run_curriculum(args, spec, out)
     # a process group only under torchrun; train_flow checks the output folder before writing
     try:
         with session(spec.train.device) as comm:
@@ -91,6 +99,54 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         print(f"lattice-samplers train: error: {result.message}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _run_curriculum(args: argparse.Namespace, spec: TrainSpec, out: Path) -> int:
+    """Train the ``[curriculum]`` stages, the last into ``out``; print the summary."""
+    from lattice_samplers.flows.distributed import session
+    from lattice_samplers.flows.train import TrainingInterrupted
+    from lattice_samplers.flows.train.curriculum import train_curriculum
+    from lattice_samplers.flows.train.session import check_output_dir
+
+    if args.resume or args.init_from is not None:
+        print(
+            "lattice-samplers train: error: --resume and --init-from are not supported with "
+            "[curriculum] (its stages warm-start each other)",
+            file=sys.stderr,
+        )
+        return 2
+    curriculum = spec.curriculum
+    assert curriculum is not None
+    check_output_dir(out, spec.theory, spec.flow, False, curriculum.train[-1])
+    try:
+        with session(spec.train.device) as comm:
+            result = train_curriculum(
+                curriculum.theories,
+                spec.flow,
+                curriculum.train,
+                out_dir=out / "stages",
+                progress=show_progress(args),
+                final_out_dir=out,
+            )
+    except TrainingInterrupted as exc:
+        print(f"lattice-samplers train: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except FloatingPointError as exc:
+        print(f"lattice-samplers train: error: {exc}", file=sys.stderr)
+        return 1
+    if comm is not None and not comm.is_main:
+        return 0
+    summary = {**result.summary(), "out": str(out)}
+    if args.json:
+        print(dumps(summary))
+    else:
+        for row in summary["curriculum"]:
+            print(
+                f"stage L = {row['L']}: {row['n_steps']} steps, {row['train_seconds']:.1f} s, "
+                f"held-out acceptance {_fmt(row['final_acceptance'])}"
+            )
+        _print_summary(summary)
     return 0
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from lattice_samplers.config import ConfigError
 from lattice_samplers.scaling import first_reached
 from lattice_samplers.specs import train_spec
 
@@ -23,7 +24,8 @@ __all__ = ["summarize_train", "train_task", "validate_train"]
 
 def validate_train(config: Mapping[str, Any]) -> None:
     """Scan job hook: raise :class:`~lattice_samplers.config.ConfigError` for a bad task."""
-    train_spec(config, study=True)
+    if train_spec(config, study=True).curriculum is not None:
+        raise ConfigError("[curriculum] is for the train command; a scan task trains one stage")
 
 
 def train_task(config: Mapping[str, Any], out_path: Path) -> dict[str, Any]:
@@ -35,6 +37,7 @@ def train_task(config: Mapping[str, Any], out_path: Path) -> dict[str, Any]:
     """
     from lattice_samplers.flows import train_flow
 
+    validate_train(config)
     spec = train_spec(config, study=True)
     theory, flow_cfg, train_cfg, targets = spec.theory, spec.flow, spec.train, spec.targets
     out_path.mkdir(parents=True, exist_ok=True)

@@ -2,14 +2,23 @@
 
 Training cost is counted honestly: every stage's training seconds are kept, and
 :attr:`CurriculumResult.train_seconds` is their sum, the cost to charge the final flow with.
+With ``final_out_dir`` the final flow's checkpoint records that sum as its ``train_s`` (what
+``compare --flow`` charges) and the stages under ``curriculum``; its ``summary.json`` has the
+same total as ``train_seconds`` (``history.csv`` keeps the last stage's own clock).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import torch
+
+from lattice_samplers import records
+from lattice_samplers.flows.checkpoint import read_checkpoint
 from lattice_samplers.flows.model import Flow, FlowConfig
 from lattice_samplers.flows.train.config import TrainConfig
 from lattice_samplers.flows.train.session import TrainResult, train_flow
@@ -67,6 +76,61 @@ class CurriculumResult:
         """Total optimizer steps, summed over the stages."""
         return int(sum(s.result.n_steps for s in self.stages))
 
+    def stage_records(self) -> list[dict[str, Any]]:
+        """One JSON-friendly row per stage: L, beta, steps, seconds, held-out acceptance."""
+        rows = []
+        for s in self.stages:
+            summary = s.result.summary()
+            rows.append(
+                {
+                    "L": s.theory.L,
+                    "theory": s.theory.to_dict(),
+                    "n_steps": s.result.n_steps,
+                    "train_seconds": s.train_seconds,
+                    "wall_seconds": s.result.wall_seconds,
+                    "final_acceptance": summary["final_acceptance"],
+                    "var_log_weight": summary["var_log_weight"],
+                    "stop_reason": s.result.stop_reason,
+                    "out": None if s.out_dir is None else str(s.out_dir),
+                }
+            )
+        return rows
+
+    def summary(self) -> dict[str, Any]:
+        """The last stage's summary with the totals: ``train_seconds`` is the sum over stages.
+
+        ``final_stage_train_seconds`` is the last stage alone, ``n_steps_total`` all stages'
+        steps, ``curriculum`` the per-stage rows of :meth:`stage_records`.
+        """
+        last = self.stages[-1].result.summary()
+        return {
+            **last,
+            "train_seconds": self.train_seconds,
+            "wall_seconds": float(sum(s.result.wall_seconds for s in self.stages)),
+            "final_stage_train_seconds": last["train_seconds"],
+            "n_steps_total": self.n_steps,
+            "curriculum": self.stage_records(),
+        }
+
+
+def _charge_total(out: Path, result: CurriculumResult) -> None:
+    """Make the final stage's checkpoint and summary.json carry the curriculum's total."""
+    ckpt = out / "checkpoint.pt"
+    if ckpt.is_file():
+        data = read_checkpoint(ckpt)
+        state = dict(data.get("train") or {})
+        state["final_stage_train_s"] = state.get("train_s")
+        state["train_s"] = result.train_seconds
+        state["curriculum"] = [
+            {k: v for k, v in row.items() if k != "theory"} for row in result.stage_records()
+        ]
+        data["train"] = state
+        records.atomic_write(ckpt, lambda tmp: torch.save(data, tmp))
+    summary_path = out / "summary.json"
+    if summary_path.is_file():
+        old = json.loads(summary_path.read_text())
+        records.write_json(summary_path, {**old, **result.summary()}, indent=2)
+
 
 def train_curriculum(
     theories: Sequence[Phi4Theory],
@@ -74,6 +138,7 @@ def train_curriculum(
     train_config: TrainConfig | Sequence[TrainConfig],
     out_dir: str | Path | None = None,
     progress: bool = False,
+    final_out_dir: str | Path | None = None,
 ) -> CurriculumResult:
     """Train on each theory in turn, warm-starting every stage from the previous flow.
 
@@ -90,6 +155,9 @@ def train_curriculum(
         Each stage writes into ``out_dir/stage{i}_L{L}`` (see :func:`train_flow`).
     progress : bool
         Show progress bars.
+    final_out_dir : str or Path, optional
+        Where the last stage writes instead (``lattice-samplers train`` puts the final flow in
+        its output folder, the earlier stages under it).
 
     Raises
     ------
@@ -109,6 +177,8 @@ def train_curriculum(
     flow: Flow | None = None
     for i, (theory, cfg) in enumerate(zip(theories, configs)):
         stage_dir = None if out_dir is None else Path(out_dir) / f"stage{i}_L{theory.L}"
+        if final_out_dir is not None and i == len(theories) - 1:
+            stage_dir = Path(final_out_dir)
         flow, result = train_flow(
             theory, flow_config, cfg, out_dir=stage_dir, progress=progress, init_from=flow
         )
@@ -116,4 +186,7 @@ def train_curriculum(
             raise FloatingPointError(f"curriculum stage {i} (L = {theory.L}): {result.message}")
         stages.append(CurriculumStage(theory, result, stage_dir))
     assert flow is not None
-    return CurriculumResult(stages, flow)
+    result = CurriculumResult(stages, flow)
+    if final_out_dir is not None:
+        _charge_total(Path(final_out_dir), result)
+    return result
