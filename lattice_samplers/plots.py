@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lattice_samplers.autocorr import gamma_method, running_tau_int  # noqa: E402
+from lattice_samplers.records import atomic_write  # noqa: E402
 
 __all__ = [
     "COLORS",
@@ -40,11 +41,9 @@ COLORS = {"metropolis": "C0", "hmc": "C1", "cluster": "C2", "flow": "C3"}
 
 def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
-    tmp.replace(path)
-    return path
+    return Path(path)
 
 
 def autocorrelation_figure(series: dict[str, np.ndarray], observable: str, path: Path) -> Path:
@@ -62,11 +61,11 @@ def autocorrelation_figure(series: dict[str, np.ndarray], observable: str, path:
             continue
         n = min(rho.size, max(10, int(6 * (res.window or 10))))
         label = f"{name} (τ_int = {res.tau_int:.3g})"
-        ax.plot(np.arange(n), rho[:n], label=label, color=COLORS.get(name))
+        # lags from 1 on a log axis: one smooth scale from the flow's 1 to Metropolis' 100
+        ax.plot(np.arange(1, n), rho[1:n], label=label, color=COLORS.get(name))
     ax.axhline(0.0, color="k", lw=0.5)
-    ax.set_xscale("symlog", linthresh=10)
-    ax.set_xlim(left=0)
-    ax.set_xlabel("lag t (steps)")
+    ax.set_xscale("log")
+    ax.set_xlabel("lag t (steps, log scale)")
     ax.set_ylabel(f"ρ(t) of {LABELS.get(observable, observable)}")
     ax.set_title("Autocorrelation functions (Gamma method)")
     ax.legend(fontsize=8)
@@ -77,9 +76,12 @@ def history_figure(
     series: dict[str, dict[str, np.ndarray]],
     observables: tuple[str, ...],
     path: Path,
-    n: int = 500,
+    n: int = 2000,
 ) -> Path:
-    """The first ``n`` draws of chain 0: one row per sampler, one column per observable."""
+    """Chain 0 of every sampler, thinned to at most ``n`` points.
+
+    One row per sampler, one column per observable.
+    """
     names = list(series)
     fig, axes = plt.subplots(
         len(names), len(observables), figsize=(5 * len(observables), 1.6 * len(names) + 0.6),
@@ -87,19 +89,20 @@ def history_figure(
     )  # fmt: skip
     for i, name in enumerate(names):
         for j, obs in enumerate(observables):
-            x = np.atleast_2d(series[name][obs])[0, :n]
-            axes[i, j].plot(x, lw=0.7, color=COLORS.get(name))
+            x = np.atleast_2d(series[name][obs])[0]
+            every = max(1, -(-x.size // n))
+            axes[i, j].plot(np.arange(0, x.size, every), x[::every], lw=0.5, color=COLORS.get(name))
             if i == 0:
                 axes[i, j].set_title(LABELS.get(obs, obs))
         axes[i, 0].set_ylabel(name)
     for ax in axes[-1]:
-        ax.set_xlabel("draw (chain 0)")
+        ax.set_xlabel("draw (chain 0, all draws, thinned for drawing)")
     return _save(fig, path)
 
 
 def cost_figure(costs: dict[str, dict[str, dict[str, float]]], observables: tuple[str, ...],
                 path: Path) -> Path:  # fmt: skip
-    """Seconds per effective sample per sampler, without and with training (log scale)."""
+    """Core seconds per effective sample per sampler, without and with training (log scale)."""
     fig, axes = plt.subplots(1, len(observables), figsize=(4 * len(observables), 3.6))
     axes = np.atleast_1d(axes)
     names = list(costs)
@@ -114,7 +117,7 @@ def cost_figure(costs: dict[str, dict[str, dict[str, float]]], observables: tupl
         ax.set_xticks(x, names)
         ax.set_yscale("log")
         ax.set_title(LABELS.get(obs, obs))
-        ax.set_ylabel("seconds per effective sample")
+        ax.set_ylabel("core seconds per effective sample")
     axes[0].legend(fontsize=8)
     return _save(fig, path)
 
