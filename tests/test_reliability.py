@@ -173,3 +173,17 @@ def test_signal_saves_and_resume_is_bit_identical(tmp_path, sig) -> None:
     for name in a.observables:
         np.testing.assert_array_equal(a.observables[name], b.observables[name])
     np.testing.assert_array_equal(a.final_phi, b.final_phi)
+
+
+def test_a_line_per_phase_when_stderr_is_not_a_terminal(tmp_path, capsys) -> None:
+    """No progress bar in a log file, but a sign of life per phase; --no-progress is quiet."""
+    code, _, err = _cli(capsys, "sample", _config(tmp_path), "--json")
+    assert code == 0
+    phases = [line for line in err.splitlines() if line.startswith("metropolis L=4: ")]
+    assert [p.split(": ")[1].split(",")[0].split(" (")[0] for p in phases] == [
+        "thermalization",
+        "production",
+        "done",
+    ]
+    code, _, err = _cli(capsys, "sample", _config(tmp_path), "--json", "--no-progress")
+    assert code == 0 and "metropolis L=4" not in err

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lattice_samplers.commands.common import add_common_arguments, show_progress
+from lattice_samplers.commands.common import add_common_arguments
 from lattice_samplers.config import ConfigError, apply_overrides, load_config
 from lattice_samplers.records import OutputError, check_output_path, dumps
 from lattice_samplers.specs import compare_spec
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_path(out / "summary.json", "--out")
     except OutputError as exc:
         raise ConfigError(str(exc)) from None
-    comparison = run_comparison(spec, out, progress=show_progress(args))
+    comparison = run_comparison(spec, out, progress=args.progress)  # None: auto
     summary = comparison.to_dict()
     if args.json:
         print(dumps(summary))

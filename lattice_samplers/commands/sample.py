@@ -21,7 +21,7 @@ import argparse
 import sys
 from typing import Any
 
-from lattice_samplers.commands.common import add_common_arguments, show_progress
+from lattice_samplers.commands.common import add_common_arguments
 from lattice_samplers.config import apply_overrides, load_config
 from lattice_samplers.driver import RunInterrupted
 from lattice_samplers.records import dumps
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     spec = sample_spec(config)
     outputs = plan_outputs(args.out, args.checkpoint, args.resume, args.overwrite)
     try:
-        result = run_sample(spec, outputs, progress=show_progress(args))
+        result = run_sample(spec, outputs, progress=args.progress)  # None: auto
     except RunInterrupted as exc:
         if exc.checkpoint_path is not None:
             hint = f"; continue with the same command and --resume ({exc.checkpoint_path})"

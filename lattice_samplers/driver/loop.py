@@ -102,6 +102,18 @@ class BlockReport:
 Observer = Callable[[BlockReport], None]
 
 
+class _PhaseLog:
+    """One line per phase on stderr with the seconds the previous phase took."""
+
+    def __init__(self, name: str, enabled: bool) -> None:
+        self.name, self.enabled, self.t0 = name, enabled, time.perf_counter()
+
+    def start(self, phase: str) -> None:
+        if self.enabled:
+            now = time.perf_counter()
+            print(f"{self.name}: {phase} ({now - self.t0:.1f} s so far)", file=sys.stderr)
+
+
 def _next_therm_block(therm_done: int, n_therm: int, tune: bool, block: int) -> tuple[int, bool]:
     """Length and adapt flag of the thermalization block starting at ``therm_done``.
 
@@ -425,10 +437,14 @@ def run_sampler(
             save()
             raise RunInterrupted(ckpt, chains.steps_done, stop.signal_name)
 
+    bars = sys.stderr.isatty() if progress is None else bool(progress)
+    # without bars, and unless told to be quiet (progress=False), one line per phase on
+    # stderr, so that a run whose stderr goes to a log file still shows it is alive
+    log = _PhaseLog(f"{sampler.kind} L={sampler.theory.L}", progress is None and not bars)
     bar = tqdm(
         total=run.n_chains * total,
         initial=run.n_chains * chains.steps_done,
-        disable=not (sys.stderr.isatty() if progress is None else bool(progress)),
+        disable=not bars,
         unit="step",
         desc=f"{sampler.kind} L={sampler.theory.L}",
         file=sys.stderr,
@@ -439,14 +455,19 @@ def run_sampler(
         chains.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chain")
     try:
         with StopRequest() as stop:
+            if chains.therm_done < run.n_therm:
+                log.start(f"thermalization, {run.n_therm} steps x {run.n_chains} chains")
             while chains.therm_done < run.n_therm:
                 n, adapt = _next_therm_block(chains.therm_done, run.n_therm, tunes, block)
                 chains.therm_block(n, adapt, bar)
                 after_block("therm", n, stop)
+            if chains.prod_done < run.n_steps:
+                log.start(f"production, {run.n_steps} steps x {run.n_chains} chains")
             while chains.prod_done < run.n_steps:
                 n = min(block, run.n_steps - chains.prod_done)
                 chains.production_block(n, bar)
                 after_block("production", n, stop)
+            log.start("done")
             save()
     finally:
         if chains.pool is not None:

@@ -146,12 +146,16 @@ def _train_or_load(plan: CompareSpec, out_dir: Path | None, progress: bool | Non
             "n_steps": train.get("step"),
             "n_parameters": plan.flow_record.get("n_parameters"),
         }
+    if progress is None and not sys.stderr.isatty():  # a line for logs, where no bar is drawn
+        print(
+            f"flow L={plan.theory.L}: training ({plan.train_config.n_steps} steps)", file=sys.stderr
+        )
     flow, tr = train_flow(
         plan.theory,
         plan.flow_config,
         plan.train_config,
         out_dir=None if out_dir is None else out_dir / "flow",
-        progress=bool(progress),
+        progress=sys.stderr.isatty() if progress is None else progress,
     )
     record = {
         "source": "trained",
