@@ -36,7 +36,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from lattice_samplers.flows import FlowConfig, FlowProposal, TrainConfig
+from lattice_samplers.flows import FlowProposal, FlowSettings, TrainSettings
 from lattice_samplers.flows.action import phi4_action
 from lattice_samplers.flows.cnf import EquivariantCNFLayer
 from lattice_samplers.flows.layers import (
@@ -51,13 +51,13 @@ from lattice_samplers.theory import Phi4Theory
 BETA = {8: 0.576, 16: 0.633, 20: 0.645}  # the paper's beta(L), lam = 0.5
 
 
-def family_config(family: str, dtype: str) -> FlowConfig:
+def family_config(family: str, dtype: str) -> FlowSettings:
     """The two benchmarked architecture families."""
     if family == "dense":
-        return FlowConfig(dtype=dtype)
+        return FlowSettings(dtype=dtype)
     if family == "cnf":
-        return FlowConfig(family="cnf", dtype=dtype)
-    return FlowConfig(
+        return FlowSettings(family="cnf", dtype=dtype)
+    return FlowSettings(
         conditioner="conv", n_layers=16, hidden=(8, 8), equivariant=False, dtype=dtype
     )
 
@@ -284,7 +284,7 @@ def bench_one(L: int, family: str, dtype: str, device: str, args) -> dict:
         # no oneDNN path for float64 convolutions: 4x smaller workloads keep the run short
         batch, n = max(16, batch // 4), max(64, n // 4)
     trainer = Trainer.for_theory(
-        theory, cfg, TrainConfig(batch_size=batch, device=device, seed=1, lr=1e-3)
+        theory, cfg, TrainSettings(batch_size=batch, device=device, seed=1, lr=1e-3)
     )
     flow = trainer.flow
     with torch.no_grad():  # generic weights, not the near-identity init

@@ -40,7 +40,7 @@ from lattice_samplers.workflows import tune as tune_workflow
 
 __all__ = [
     "JOBS",
-    "SelfTestConfig",
+    "SelfTestSettings",
     "compare_job",
     "selftest_job",
     "train_job",
@@ -49,7 +49,7 @@ __all__ = [
 
 # ---------------------------------------------------------------------------- selftest
 @dataclasses.dataclass(frozen=True)
-class SelfTestConfig:
+class SelfTestSettings:
     """``[selftest]`` section of the ``selftest`` job (a scan-machinery check).
 
     ``fail_if_exists``: raise while that file exists; ``sleep_s``: sleep first; ``log``:
@@ -75,7 +75,7 @@ class SelfTestConfig:
 
 def _validate_selftest(config: dict[str, Any]) -> None:
     check_sections(config, ["selftest"])
-    section_to_dataclass(SelfTestConfig, config.get("selftest"), "selftest")
+    section_to_dataclass(SelfTestSettings, config.get("selftest"), "selftest")
 
 
 def selftest_job(config: dict[str, Any], out_path: Path) -> dict[str, Any]:
@@ -84,7 +84,7 @@ def selftest_job(config: dict[str, Any], out_path: Path) -> dict[str, Any]:
     With ``write_bytes`` > 0 it also writes that many bytes to ``out_path/data.bin`` (an
     output file whose integrity the scan checks).
     """
-    cfg = section_to_dataclass(SelfTestConfig, config.get("selftest"), "selftest")
+    cfg = section_to_dataclass(SelfTestSettings, config.get("selftest"), "selftest")
     if cfg.log:
         with open(cfg.log, "a", encoding="utf-8") as f:
             f.write(f"{cfg.seed} {os.getpid()}\n")

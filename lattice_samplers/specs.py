@@ -181,19 +181,19 @@ def sample_spec(config: Mapping[str, Any]) -> SampleSpec:
 def flow_specs(
     config: Mapping[str, Any], theory: Phi4Theory, default_seed: int | None = None
 ) -> tuple[Any, Any]:
-    """The ``[flow]`` and ``[train]`` sections as (FlowConfig, TrainConfig) for a theory.
+    """The ``[flow]`` and ``[train]`` sections as (FlowSettings, TrainSettings) for a theory.
 
     Loads torch.  ``default_seed`` is the training seed when ``[train]`` has none
     (``compare`` uses its ``[run]`` seed).
     """
-    from lattice_samplers.flows import FlowConfig, TrainConfig
+    from lattice_samplers.flows import FlowSettings, TrainSettings
     from lattice_samplers.flows.model import check_device
 
-    flow = section_to_dataclass(FlowConfig, config.get("flow"), "flow")
+    flow = section_to_dataclass(FlowSettings, config.get("flow"), "flow")
     train_section = _table(config, "train")
     if default_seed is not None:
         train_section.setdefault("seed", default_seed)
-    train = section_to_dataclass(TrainConfig, train_section, "train")
+    train = section_to_dataclass(TrainSettings, train_section, "train")
     try:
         flow.resolve(theory)
     except ValueError as exc:
@@ -219,7 +219,7 @@ class CurriculumSpec:
         The stages' lattice extents, increasing; the last one is ``[theory] L``.
     theories : tuple of Phi4Theory
         The stages' targets (the last is the spec's theory).
-    train : tuple of TrainConfig
+    train : tuple of TrainSettings
         Each stage's training settings: ``[train]`` with the per-stage lists of
         ``[curriculum]`` (any ``[train]`` key, e.g. ``n_steps``, ``time_budget_s``, ``lr``,
         ``target_acceptance``: one value per stage), when given, put in.

@@ -23,8 +23,8 @@ import torch.multiprocessing as mp  # noqa: E402
 
 from lattice_samplers.flows import (  # noqa: E402
     CheckpointError,
-    FlowConfig,
-    TrainConfig,
+    FlowSettings,
+    TrainSettings,
     read_checkpoint,
     train_flow,
 )
@@ -32,8 +32,8 @@ from lattice_samplers.flows.distributed import backend_for, session  # noqa: E40
 from lattice_samplers.theory import Phi4Theory  # noqa: E402
 
 THEORY = Phi4Theory.create(4, "ising", beta=0.5, lam=0.5)
-FLOW = FlowConfig(n_layers=2, hidden=(16,), dtype="float64")
-CFG = TrainConfig(
+FLOW = FlowSettings(n_layers=2, hidden=(16,), dtype="float64")
+CFG = TrainSettings(
     n_steps=6,
     batch_size=32,
     lr=1e-2,
@@ -194,7 +194,7 @@ def test_torchrun_runs_the_train_command(tmp_path) -> None:
     assert summary["n_steps"] == 4
     for name in ("checkpoint.pt", "history.csv", "training.png", "summary.json"):
         assert (out / name).is_file(), name
-    cfg = TrainConfig(
+    cfg = TrainSettings(
         n_steps=4, batch_size=32, eval_every=2, eval_batch_size=64, num_threads=1, prior_streams=4
     )
     flow, _ = train_flow(THEORY, FLOW, cfg, progress=False)

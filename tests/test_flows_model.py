@@ -11,8 +11,8 @@ torch = pytest.importorskip("torch")
 
 from lattice_samplers.config import ConfigError, section_to_dataclass  # noqa: E402
 from lattice_samplers.flows import (  # noqa: E402
-    FlowConfig,
     FlowProposal,
+    FlowSettings,
     TorchAction,
     build_flow,
 )
@@ -52,7 +52,7 @@ def test_torch_action_equals_reference(theory: Phi4Theory) -> None:
 
 
 def test_default_model_is_the_papers_family() -> None:
-    arch = FlowConfig().resolve(ISING6)
+    arch = FlowSettings().resolve(ISING6)
     assert arch["layers"] == ["affine"] * 8
     assert arch["conditioner"] == "dense" and arch["hidden"] == [72]
     assert arch["activation"] == "tanh" and arch["equivariant"] is True
@@ -61,7 +61,7 @@ def test_default_model_is_the_papers_family() -> None:
     # 8 layers x (s net: 18*72 + 72 (|.| bias) + 72*18 + 18, t net: 18*72 + 72*18) + log_scale
     assert flow.n_parameters == 8 * (2 * 18 * 72 * 2 + 72 + 18) + 1
     assert flow.equivariant and flow.dtype == torch.float32
-    assert FlowConfig(conditioner="conv").resolve(ISING6)["hidden"] == [8, 8]
+    assert FlowSettings(conditioner="conv").resolve(ISING6)["hidden"] == [8, 8]
 
 
 @pytest.mark.parametrize(
@@ -82,19 +82,19 @@ def test_default_model_is_the_papers_family() -> None:
 )
 def test_bad_flow_config_is_one_line_value_error(kwargs, match) -> None:
     with pytest.raises(ValueError, match=match) as info:
-        FlowConfig(**kwargs)
+        FlowSettings(**kwargs)
     assert "\n" not in str(info.value)
 
 
 def test_flow_config_from_toml_section() -> None:
     cfg = section_to_dataclass(
-        FlowConfig, {"coupling": "spline", "hidden": [10, 10], "spline_bins": 6}, "flow"
+        FlowSettings, {"coupling": "spline", "hidden": [10, 10], "spline_bins": 6}, "flow"
     )
     assert cfg.hidden == (10, 10) and not cfg.is_equivariant()
     with pytest.raises(ConfigError, match="unknown key"):
-        section_to_dataclass(FlowConfig, {"widths": [3]}, "flow")
+        section_to_dataclass(FlowSettings, {"widths": [3]}, "flow")
     with pytest.raises(ConfigError, match=r"\[flow\] unknown coupling"):
-        section_to_dataclass(FlowConfig, {"layers": ["affine", "real_nvp"]}, "flow")
+        section_to_dataclass(FlowSettings, {"layers": ["affine", "real_nvp"]}, "flow")
 
 
 def test_odd_L_is_refused_for_checkerboards_only() -> None:
@@ -103,7 +103,7 @@ def test_odd_L_is_refused_for_checkerboards_only() -> None:
         build_flow(odd)
     assert "\n" not in str(info.value)
     free_odd = Phi4Theory.create(5, "standard", m2=0.5, g=0.0)
-    flow = build_flow(free_odd, FlowConfig(n_layers=0, free_field_base=True))
+    flow = build_flow(free_odd, FlowSettings(n_layers=0, free_field_base=True))
     assert flow.n_parameters == 1
 
 
@@ -119,12 +119,12 @@ def test_unavailable_device_is_refused() -> None:
 @pytest.mark.parametrize(
     "cfg",
     [
-        FlowConfig(free_field_base=True, n_layers=2, hidden=(16,), dtype="float64"),
-        FlowConfig(layers=("spline", "affine"), conditioner="conv", hidden=(4,), dtype="float64"),
+        FlowSettings(free_field_base=True, n_layers=2, hidden=(16,), dtype="float64"),
+        FlowSettings(layers=("spline", "affine"), conditioner="conv", hidden=(4,), dtype="float64"),
     ],
     ids=["ff+affine", "spline+affine conv"],
 )
-def test_model_log_q_is_exact_density(cfg: FlowConfig) -> None:
+def test_model_log_q_is_exact_density(cfg: FlowSettings) -> None:
     # log_q of samples equals the change of variables through the inverse, and the model
     # log-det equals the autograd Jacobian of the whole map
     theory = Phi4Theory.create(4, "ising", beta=0.5, lam=0.5)
@@ -152,7 +152,7 @@ def test_equivariant_model_density_is_even() -> None:
 
 
 def test_sample_api_and_proposal_reproducibility() -> None:
-    flow = build_flow(ISING6, FlowConfig(n_layers=2, hidden=(8,)))
+    flow = build_flow(ISING6, FlowSettings(n_layers=2, hidden=(8,)))
     phi, log_q = flow.sample(10, batch_size=3)
     assert phi.shape == (10, 6, 6) and phi.dtype == np.float64
     assert log_q.shape == (10,) and log_q.dtype == np.float64 and np.isfinite(log_q).all()
@@ -184,7 +184,7 @@ def test_free_field_base_reproduces_exact_two_point_function() -> None:
     theory = Phi4Theory.create(6, "standard", m2=0.5, g=0.0)
     flow = build_flow(
         theory,
-        FlowConfig(n_layers=0, global_rescaling=False, free_field_base=True, dtype="float64"),
+        FlowSettings(n_layers=0, global_rescaling=False, free_field_base=True, dtype="float64"),
     )
     gen = torch.Generator().manual_seed(11)
     phi, log_q = flow.sample(20000, gen)

@@ -19,8 +19,8 @@ torch = pytest.importorskip("torch")
 
 from lattice_samplers.flows import (  # noqa: E402
     CheckpointError,
-    FlowConfig,
-    TrainConfig,
+    FlowSettings,
+    TrainSettings,
     build_flow,
     init_from_checkpoint,
     load_flow,
@@ -36,8 +36,8 @@ from lattice_samplers.theory import Phi4Theory  # noqa: E402
 ROOT = Path(__file__).parents[1]
 ISING4 = Phi4Theory.create(4, "ising", beta=0.5, lam=0.5)
 ISING6 = Phi4Theory.create(6, "ising", beta=0.5, lam=0.5)
-TINY = FlowConfig(n_layers=2, hidden=(16,))
-CONV = FlowConfig(n_layers=2, conditioner="conv", hidden=(4,))
+TINY = FlowSettings(n_layers=2, hidden=(16,))
+CONV = FlowSettings(n_layers=2, conditioner="conv", hidden=(4,))
 TIME_COLUMNS = ("train_s", "wall_s")
 
 CONFIG = """
@@ -62,10 +62,10 @@ seed = 5
 """
 
 
-def _quick(**kw) -> TrainConfig:
+def _quick(**kw) -> TrainSettings:
     base = dict(n_steps=20, batch_size=64, eval_every=10, eval_batch_size=256, num_threads=1)
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainSettings(**base)
 
 
 def _write(tmp_path: Path, n_steps: int = 20, checkpoint_every: int = 500) -> str:
@@ -211,7 +211,7 @@ def test_zero_steps_is_refused(tmp_path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert status == 2 and "n_steps must be >= 1" in err and len(err.splitlines()) == 1
     with pytest.raises(ValueError, match="n_steps must be >= 1"):
-        TrainConfig(n_steps=0)
+        TrainSettings(n_steps=0)
 
 
 @pytest.mark.parametrize(
@@ -318,7 +318,7 @@ def test_conv_family_warm_starts_across_L_and_trains(tmp_path, capsys) -> None:
     for (n, a), (_, b) in zip(small.state_dict().items(), big.state_dict().items()):
         assert torch.equal(a, b), n
     # other settings that change the function class are refused
-    other = FlowConfig(n_layers=2, conditioner="conv", hidden=(4,), activation="softsign")
+    other = FlowSettings(n_layers=2, conditioner="conv", hidden=(4,), activation="softsign")
     with pytest.raises(CheckpointError, match="activation"):
         init_from_checkpoint(build_flow(ISING6, other), path)
     # the command

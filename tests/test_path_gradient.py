@@ -8,9 +8,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from lattice_samplers.flows import (  # noqa: E402
-    FlowConfig,
+    FlowSettings,
     TorchAction,
-    TrainConfig,
+    TrainSettings,
     build_flow,
     path_gradient_loss,
     train_flow,
@@ -30,8 +30,8 @@ def _one_thread():
 #: rescaling the flow *is* the target (q = p), so both families contain the optimum
 FREE4 = Phi4Theory.create(4, "standard", m2=1.0, g=0.0)
 FAMILIES = {
-    "coupling": FlowConfig(n_layers=2, hidden=(6,), free_field_base=True, dtype="float64"),
-    "cnf": FlowConfig(
+    "coupling": FlowSettings(n_layers=2, hidden=(6,), free_field_base=True, dtype="float64"),
+    "cnf": FlowSettings(
         family="cnf",
         cnf_frequencies=2,
         cnf_time_basis=2,
@@ -117,14 +117,14 @@ def test_path_gradient_has_no_variance_at_the_optimum(family: str) -> None:
 
 def test_trainer_path_option() -> None:
     theory = Phi4Theory.create(4, "ising", beta=0.5, lam=0.5)
-    cfg = FlowConfig(n_layers=2, hidden=(8,))
+    cfg = FlowSettings(n_layers=2, hidden=(8,))
     base = dict(n_steps=4, batch_size=32, eval_every=2, eval_batch_size=64, num_threads=1)
-    _, std = train_flow(theory, cfg, TrainConfig(**base), progress=False)
-    flow, path = train_flow(theory, cfg, TrainConfig(gradient="path", **base), progress=False)
+    _, std = train_flow(theory, cfg, TrainSettings(**base), progress=False)
+    flow, path = train_flow(theory, cfg, TrainSettings(gradient="path", **base), progress=False)
     # the logged loss is the KL estimate: the same first batch and weights give the same value
     assert path.history["loss"][0] == pytest.approx(std.history["loss"][0], rel=1e-6)
     assert not np.array_equal(path.history["loss"], std.history["loss"])  # other updates
     assert np.isfinite(path.history["loss"]).all() and np.isfinite(path.final_acceptance)
     with pytest.raises(ValueError, match="unknown gradient") as info:
-        TrainConfig(gradient="score")
+        TrainSettings(gradient="score")
     assert "\n" not in str(info.value)

@@ -2,11 +2,11 @@
 
 This is the only package folder that imports torch.  The public API:
 
-* :class:`FlowConfig`, :func:`build_flow`, :class:`Flow` (``flow.sample(n)`` gives float64
+* :class:`FlowSettings`, :func:`build_flow`, :class:`Flow` (``flow.sample(n)`` gives float64
   NumPy ``(phi, log_q)``), :class:`FlowProposal` (the independence-Metropolis proposal);
-* :class:`TrainConfig`, :func:`train_flow`, :class:`TrainResult`, :func:`init_from_checkpoint`,
+* :class:`TrainSettings`, :func:`train_flow`, :class:`TrainResult`, :func:`init_from_checkpoint`,
   :func:`train_curriculum` (see :mod:`lattice_samplers.flows.train`); :func:`path_gradient_loss`
-  (the path-gradient reverse-KL surrogate, ``TrainConfig(gradient="path")``);
+  (the path-gradient reverse-KL surrogate, ``TrainSettings(gradient="path")``);
 * :func:`load_flow`, :func:`save_checkpoint`, :class:`CheckpointError`;
 * :class:`TorchAction` (torch twin of ``Phi4Theory.action``).
 """
@@ -18,13 +18,13 @@ from lattice_samplers.flows.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from lattice_samplers.flows.model import Flow, FlowConfig, FlowProposal, build_flow
+from lattice_samplers.flows.model import Flow, FlowProposal, FlowSettings, build_flow
 from lattice_samplers.flows.path_gradient import PathGradientLoss, path_gradient_loss
 from lattice_samplers.flows.train import (
-    TrainConfig,
     Trainer,
     TrainingInterrupted,
     TrainResult,
+    TrainSettings,
     ess_kish,
     imh_acceptance,
     init_from_checkpoint,
@@ -36,11 +36,11 @@ from lattice_samplers.flows.train import (
 __all__ = [
     "CheckpointError",
     "Flow",
-    "FlowConfig",
+    "FlowSettings",
     "FlowProposal",
     "PathGradientLoss",
     "TorchAction",
-    "TrainConfig",
+    "TrainSettings",
     "TrainResult",
     "Trainer",
     "TrainingInterrupted",

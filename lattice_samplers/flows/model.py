@@ -45,7 +45,7 @@ __all__ = [
     "DTYPES",
     "EQUIVARIANT_COUPLINGS",
     "Flow",
-    "FlowConfig",
+    "FlowSettings",
     "FlowProposal",
     "architecture_key",
     "build_flow",
@@ -71,7 +71,7 @@ _NOT_ARCHITECTURE = ("init_scale",)
 
 
 @dataclass(frozen=True)
-class FlowConfig:
+class FlowSettings:
     """Architecture of a flow, the ``[flow]`` config section (all keys optional).
 
     Attributes
@@ -524,7 +524,7 @@ class FlowProposal:
 
 
 def build_layers(arch: dict[str, Any]) -> list[FlowLayer]:
-    """Instantiate the layers of a resolved architecture (see :meth:`FlowConfig.resolve`)."""
+    """Instantiate the layers of a resolved architecture (see :meth:`FlowSettings.resolve`)."""
     L = int(arch["L"])
     layers: list[FlowLayer] = []
     if arch["free_field_base"]:
@@ -594,18 +594,18 @@ def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
 
 def build_flow(
     theory: Phi4Theory,
-    config: FlowConfig | None = None,
+    config: FlowSettings | None = None,
     device: str = "cpu",
     seed: int = 0,
 ) -> Flow:
-    """Build the flow for a theory from a :class:`FlowConfig` (default: the paper's family).
+    """Build the flow for a theory from a :class:`FlowSettings` (default: the paper's family).
 
     Parameters
     ----------
     theory : Phi4Theory
         Fixes L (and the free-field base layer's quadratic part, if used).
-    config : FlowConfig, optional
-        Architecture; None gives :class:`FlowConfig` defaults.
+    config : FlowSettings, optional
+        Architecture; None gives :class:`FlowSettings` defaults.
     device : str
         ``cpu`` or ``cuda`` (``cuda:N``).
     seed : int
@@ -616,5 +616,5 @@ def build_flow(
     ValueError
         For odd L with coupling layers, an unavailable device, or an impossible base layer.
     """
-    config = config or FlowConfig()
+    config = config or FlowSettings()
     return flow_from_arch(config.resolve(theory), device=device, seed=seed)

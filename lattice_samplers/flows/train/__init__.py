@@ -1,6 +1,6 @@
 """Reverse-KL training of flows: settings, the pure loop, the session, warm starts.
 
-* :mod:`.config`: :class:`TrainConfig`, the history columns, torch's CPU threads;
+* :mod:`.config`: :class:`TrainSettings`, the history columns, torch's CPU threads;
 * :mod:`.loop`: :class:`Trainer`, :func:`reverse_kl_loss`, :func:`run_loop`, :func:`fit`
   (takes a flow and an action, returns the flow and its history; writes no files);
 * :mod:`.session`: :func:`train_flow` and :class:`TrainResult` (checkpoints, resume, signals,
@@ -12,7 +12,7 @@
 from lattice_samplers.autocorr import ess_kish
 from lattice_samplers.flows.train.config import (
     HISTORY_COLUMNS,
-    TrainConfig,
+    TrainSettings,
     default_threads,
     physical_cores,
     set_torch_threads,
@@ -58,7 +58,7 @@ __all__ = [
     "CurriculumStage",
     "LoopOutcome",
     "NonFiniteLossError",
-    "TrainConfig",
+    "TrainSettings",
     "TrainResult",
     "Trainer",
     "TrainingInterrupted",

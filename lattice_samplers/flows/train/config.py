@@ -17,7 +17,7 @@ import torch
 __all__ = [
     "FREE_ON_RESUME",
     "HISTORY_COLUMNS",
-    "TrainConfig",
+    "TrainSettings",
     "default_threads",
     "physical_cores",
     "set_torch_threads",
@@ -58,7 +58,7 @@ FREE_ON_RESUME = frozenset(
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainSettings:
     """Training settings, the ``[train]`` config section (all keys optional).
 
     Attributes
@@ -218,14 +218,14 @@ def set_torch_threads(num_threads: int | None = None) -> int:
     return n
 
 
-def trajectory_changes(stored: dict[str, Any], config: TrainConfig) -> list[str]:
+def trajectory_changes(stored: dict[str, Any], config: TrainSettings) -> list[str]:
     """Settings of ``config`` that differ from a checkpoint's and would change the trajectory.
 
     Parameters
     ----------
     stored : dict
         The checkpoint's ``train_config`` record (``asdict`` of the config it was trained with).
-    config : TrainConfig
+    config : TrainSettings
         The settings asked for on resume.
 
     Returns

@@ -19,8 +19,8 @@ import torch
 
 from lattice_samplers import records
 from lattice_samplers.flows.checkpoint import read_checkpoint
-from lattice_samplers.flows.model import Flow, FlowConfig
-from lattice_samplers.flows.train.config import TrainConfig
+from lattice_samplers.flows.model import Flow, FlowSettings
+from lattice_samplers.flows.train.config import TrainSettings
 from lattice_samplers.flows.train.session import TrainResult, train_flow
 from lattice_samplers.theory import Phi4Theory
 
@@ -134,8 +134,8 @@ def _charge_total(out: Path, result: CurriculumResult) -> None:
 
 def train_curriculum(
     theories: Sequence[Phi4Theory],
-    flow_config: FlowConfig,
-    train_config: TrainConfig | Sequence[TrainConfig],
+    flow_config: FlowSettings,
+    train_config: TrainSettings | Sequence[TrainSettings],
     out_dir: str | Path | None = None,
     progress: bool = False,
     final_out_dir: str | Path | None = None,
@@ -146,10 +146,10 @@ def train_curriculum(
     ----------
     theories : sequence of Phi4Theory
         The stages, e.g. the same couplings at L = 8, 16, 32.
-    flow_config : FlowConfig
+    flow_config : FlowSettings
         One architecture for all stages; its parameter shapes must not depend on L (a conv
         conditioner), else the second stage is refused with a one-line error.
-    train_config : TrainConfig or sequence of TrainConfig
+    train_config : TrainSettings or sequence of TrainSettings
         Settings for every stage, or one per stage.
     out_dir : str or Path, optional
         Each stage writes into ``out_dir/stage{i}_L{L}`` (see :func:`train_flow`).
@@ -168,7 +168,7 @@ def train_curriculum(
         raise ValueError("a curriculum needs at least one theory")
     configs = (
         [train_config] * len(theories)
-        if isinstance(train_config, TrainConfig)
+        if isinstance(train_config, TrainSettings)
         else list(train_config)
     )
     if len(configs) != len(theories):

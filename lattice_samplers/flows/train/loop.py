@@ -44,9 +44,9 @@ from lattice_samplers.flows.distributed import (
     broadcast_floats,
     wrap_model,
 )
-from lattice_samplers.flows.model import Flow, FlowConfig, check_device, flow_from_arch
+from lattice_samplers.flows.model import Flow, FlowSettings, check_device, flow_from_arch
 from lattice_samplers.flows.path_gradient import path_gradient_loss
-from lattice_samplers.flows.train.config import HISTORY_COLUMNS, TrainConfig
+from lattice_samplers.flows.train.config import HISTORY_COLUMNS, TrainSettings
 from lattice_samplers.kernels.imh import imh_pass
 from lattice_samplers.theory import Phi4Theory
 
@@ -185,7 +185,7 @@ def _stream_seeds(seed: int, n_streams: int) -> list[int]:
     return [int(c.generate_state(1, np.uint64)[0] >> 1) for c in parent.spawn(n_streams)]
 
 
-def check_streams(cfg: TrainConfig, comm: DistContext | None) -> int:
+def check_streams(cfg: TrainSettings, comm: DistContext | None) -> int:
     """The number of prior streams; a one-line ValueError if it cannot split the work."""
     world = comm.world_size if comm is not None else 1
     n = cfg.prior_streams or world
@@ -240,7 +240,7 @@ class Trainer:
         The model to train (moved to the training device).
     action : TorchAction
         The target's action.
-    train_config : TrainConfig
+    train_config : TrainSettings
         Settings.
     comm : DistContext, optional
         The process group to train in (DistributedDataParallel; process r draws from the r-th
@@ -260,7 +260,7 @@ class Trainer:
         self,
         flow: Flow,
         action: TorchAction,
-        train_config: TrainConfig,
+        train_config: TrainSettings,
         comm: DistContext | None = None,
         generators: Sequence[torch.Generator] | None = None,
     ) -> None:
@@ -307,8 +307,8 @@ class Trainer:
     def for_theory(
         cls,
         theory: Phi4Theory,
-        flow_config: FlowConfig,
-        train_config: TrainConfig,
+        flow_config: FlowSettings,
+        train_config: TrainSettings,
         comm: DistContext | None = None,
     ) -> Trainer:
         """A trainer of a fresh flow (weights seeded by ``train_config.seed``) for ``theory``."""
@@ -582,7 +582,7 @@ def run_loop(
 def fit(
     flow: Flow,
     action: TorchAction,
-    train_config: TrainConfig,
+    train_config: TrainSettings,
     generator: torch.Generator | None = None,
     callback: StepCallback | None = None,
 ) -> tuple[Flow, dict[str, list[float]]]:
@@ -597,7 +597,7 @@ def fit(
         The model (trained in place and returned).
     action : TorchAction
         The target's action.
-    train_config : TrainConfig
+    train_config : TrainSettings
         Settings (one prior stream).
     generator : torch.Generator, optional
         The prior-noise generator (default: seeded from ``train_config.seed``).

@@ -51,10 +51,10 @@ from lattice_samplers.flows.checkpoint import (
 )
 from lattice_samplers.flows.distributed import DistContext, broadcast_floats, on_main
 from lattice_samplers.flows.distributed import current as current_group
-from lattice_samplers.flows.model import Flow, FlowConfig
+from lattice_samplers.flows.model import Flow, FlowSettings
 from lattice_samplers.flows.train.config import (
     HISTORY_COLUMNS,
-    TrainConfig,
+    TrainSettings,
     physical_cores,
     set_torch_threads,
     trajectory_changes,
@@ -276,9 +276,9 @@ def plot_history(history: dict[str, Any], path: str | Path, target: float | None
 def check_output_dir(
     out_dir: str | Path,
     theory: Phi4Theory,
-    flow_config: FlowConfig,
+    flow_config: FlowSettings,
     resume: bool,
-    train_config: TrainConfig | None = None,
+    train_config: TrainSettings | None = None,
 ) -> dict[str, Any] | None:
     """Validate an output folder before anything is written; return the checkpoint to resume.
 
@@ -329,8 +329,8 @@ def check_output_dir(
 # ---------------------------------------------------------------------- the session
 def train_flow(
     theory: Phi4Theory,
-    flow_config: FlowConfig | None = None,
-    train_config: TrainConfig | None = None,
+    flow_config: FlowSettings | None = None,
+    train_config: TrainSettings | None = None,
     out_dir: str | Path | None = None,
     progress: bool = True,
     resume: bool = False,
@@ -346,10 +346,10 @@ def train_flow(
     ----------
     theory : Phi4Theory
         Target theory.
-    flow_config : FlowConfig, optional
+    flow_config : FlowSettings, optional
         Architecture (default: the paper's family sized for the lattice).
-    train_config : TrainConfig, optional
-        Settings (defaults of :class:`TrainConfig`).
+    train_config : TrainSettings, optional
+        Settings (defaults of :class:`TrainSettings`).
     out_dir : str or Path, optional
         Folder for ``checkpoint.pt``, ``history.csv`` and ``summary.json``, written every
         ``checkpoint_every`` steps and at the end.  None: nothing is written.
@@ -392,8 +392,8 @@ def train_flow(
     """
     from tqdm.auto import tqdm
 
-    flow_config = flow_config or FlowConfig()
-    cfg = train_config or TrainConfig()
+    flow_config = flow_config or FlowSettings()
+    cfg = train_config or TrainSettings()
     flow_config.resolve(theory)  # fail early on odd L etc.
     comm = current_group(cfg.device) if distributed is not False else None
     if distributed and comm is None:
@@ -531,7 +531,7 @@ def _write_records(
     result: TrainResult,
     trainer: Trainer,
     theory: Phi4Theory,
-    cfg: TrainConfig,
+    cfg: TrainSettings,
     figure: bool,
 ) -> None:
     """Write summary.json (and training.png); after a NaN/inf loss also the history so far."""
