@@ -5,17 +5,15 @@ far, each chain's state (field, action, caches), each generator's ``bit_generato
 current (tuned) settings and the tuning counter.  It is written atomically
 (:func:`lattice_samplers.records.atomic_write`).
 
-:class:`StopRequest` turns the first SIGINT (Ctrl-C) or SIGTERM (what batch systems send) into
-a flag that the driver checks between blocks: the current block finishes, the checkpoint is
-saved and :class:`RunInterrupted` is raised.  A second signal aborts at once.
+:class:`lattice_samplers.signals.StopRequest` turns the first SIGINT or SIGTERM into a flag
+that the driver checks between blocks: the current block finishes, the checkpoint is saved and
+:class:`RunInterrupted` is raised.  A second signal aborts at once.
 """
 
 from __future__ import annotations
 
 import json
 import signal
-import sys
-import threading
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,7 +28,6 @@ from lattice_samplers.samplers.base import Sampler
 __all__ = [
     "CHECKPOINT_FORMAT",
     "RunInterrupted",
-    "StopRequest",
     "check_compatible",
     "load_checkpoint",
     "rng_from_state",
@@ -113,44 +110,6 @@ def rng_from_state(state: Mapping[str, Any]) -> np.random.Generator:
     bit_generator = getattr(np.random, name)()
     bit_generator.state = dict(state)
     return np.random.Generator(bit_generator)
-
-
-class StopRequest:
-    """Turns the first SIGINT or SIGTERM into a flag checked between blocks (main thread only).
-
-    A block of compiled steps cannot be stopped safely in the middle, so the first signal only
-    asks the driver to stop at the next block boundary and save; a second one restores the
-    default behaviour and interrupts immediately.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.signal_name = ""
-        self._previous: dict[int, Any] = {}
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        self.signal_name = signal.Signals(signum).name
-        print(
-            f"\n{self.signal_name}: finishing the current block and saving "
-            "(send it again to abort)",
-            file=sys.stderr,
-        )
-
-    def __enter__(self) -> StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handler)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
-        self._previous.clear()
 
 
 def check_compatible(meta: Mapping[str, Any], sampler: Sampler, run: RunSettings) -> None:

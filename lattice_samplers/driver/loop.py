@@ -49,7 +49,6 @@ from tqdm.auto import tqdm
 from lattice_samplers.driver.checkpoint import (
     CHECKPOINT_FORMAT,
     RunInterrupted,
-    StopRequest,
     check_compatible,
     load_checkpoint,
     rng_from_state,
@@ -60,6 +59,7 @@ from lattice_samplers.driver.settings import RunSettings
 from lattice_samplers.kernels.common import N_OBS, OBSERVABLE_NAMES
 from lattice_samplers.records import versions
 from lattice_samplers.samplers.base import Sampler, State, add_work, thin_stats
+from lattice_samplers.signals import StopRequest
 
 __all__ = ["TUNE_FRACTION", "BlockReport", "run_sampler"]
 
@@ -454,7 +454,7 @@ def run_sampler(
     if workers > 1:
         chains.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chain")
     try:
-        with StopRequest() as stop:
+        with StopRequest("finishing the current block and saving (send it again to abort)") as stop:
             if chains.therm_done < run.n_therm:
                 log.start(f"thermalization, {run.n_therm} steps x {run.n_chains} chains")
             while chains.therm_done < run.n_therm:

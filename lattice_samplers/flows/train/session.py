@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 import signal
-import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -66,6 +65,7 @@ from lattice_samplers.flows.train.loop import (
     saved_streams,
 )
 from lattice_samplers.flows.train.warmstart import init_from_checkpoint, init_from_flow
+from lattice_samplers.signals import StopRequest
 from lattice_samplers.theory import Phi4Theory
 
 __all__ = [
@@ -185,43 +185,15 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.exit_status = 128 + signum
 
 
-class _StopSignals:
-    """Context: SIGINT/SIGTERM set :attr:`signum`; the same signal again interrupts at once.
+def _agreed_signal(stop: StopRequest, comm: DistContext | None) -> int | None:
+    """The signal to stop for: this process's, or rank 0's under a process group.
 
-    Handlers can only be installed from the main thread; elsewhere this does nothing.
+    Collective, so that every process stops at the same step.
     """
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        # a repeated signal means "now"; another kind (torchrun follows SIGINT with SIGTERM
-        # to its workers) lets the pending stop finish its checkpoint
-        if self.signum == signum:
-            raise KeyboardInterrupt
-        self.signum = self.signum or signum
-
-    def __enter__(self) -> _StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old.clear()
-
-    def agreed(self, comm: DistContext | None) -> int | None:
-        """The signal to stop for: this process's, or rank 0's under a process group.
-
-        Collective, so that every process stops at the same step.
-        """
-        if comm is None:
-            return self.signum
-        (value,) = broadcast_floats([float(self.signum or 0)], comm)
-        return int(value) or None
+    if comm is None:
+        return stop.signum
+    (value,) = broadcast_floats([float(stop.signum or 0)], comm)
+    return int(value) or None
 
 
 # ---------------------------------------------------------------------- records
@@ -450,7 +422,9 @@ def train_flow(
         dynamic_ncols=True,
         mininterval=0.5,
     )
-    signals = _StopSignals()
+    # torchrun follows SIGINT with SIGTERM to its workers: only a repeat of the same signal
+    # aborts, so the pending stop still finishes its checkpoint
+    signals = StopRequest(abort_on_other=False)
 
     def on_step(tr: Trainer, row: dict[str, float]) -> str | None:
         bar.update(1)
@@ -458,7 +432,7 @@ def train_flow(
             bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['acceptance']:.3f}")
         if tr.step % cfg.checkpoint_every == 0:
             save()
-        return "interrupted" if signals.agreed(comm) is not None else None
+        return "interrupted" if _agreed_signal(signals, comm) is not None else None
 
     try:
         with signals:
