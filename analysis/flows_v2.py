@@ -16,13 +16,14 @@ Writes into --out (default data/scaling/flows_v2):
 * ``training_histories.csv``: held-out acceptance against step and training seconds;
 * ``training_summary.json``: the rows, per-(variant, L) seed means and errors, growth fits
   (:func:`lattice_samplers.scaling.fit_growth`) of steps and seconds to each target, provenance;
+* ``training_table.md``: the README's table (seed means ± standard errors per variant and L);
 * figures/``acceptance_vs_seconds.png``, ``cost_to_target.png``, ``logweight_per_site.png``.
 
 Examples::
 
     python analysis/flows_v2.py --quick                       # CI: seconds
-    python analysis/flows_v2.py --L 6 8 12 16 20 --n-seeds 2 --time-budget-s 60 \\
-        --backend process --workers 2
+    python analysis/flows_v2.py --L 6 8 12 16 20 32 --n-seeds 3 --time-budget-s 60 \\
+        --backend process --workers 2 --force   # extends the committed 2-seed scan
     python analysis/flows_v2.py --replot
 """
 
@@ -38,10 +39,20 @@ from typing import Any
 
 from _common import JOBS, finish, report, write_csv
 
+from lattice_samplers.records import write_text
 from lattice_samplers.scaling import DEFAULT_TARGETS, fit_growth
 from lattice_samplers.scan import run_scan
 
-__all__ = ["VARIANTS", "aggregate", "collect", "figures", "fits", "main", "scan_config"]
+__all__ = [
+    "VARIANTS",
+    "aggregate",
+    "collect",
+    "figures",
+    "fits",
+    "main",
+    "markdown_table",
+    "scan_config",
+]
 
 #: The compared variants: (label, flow.family, train.gradient, batch size, eval spacing).
 #: The dense family keeps the paper's batch of 1000; the cnf flow uses Gerdes et al.'s 256.
@@ -78,6 +89,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scheduler", default=None, help="Dask scheduler address")
     p.add_argument("--out", type=Path, default=Path("data/scaling/flows_v2"))
     p.add_argument("--quick", action="store_true", help="tiny run for CI (L = 4, 6; 3 s each)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="record a changed scan (more seeds or L) in OUT; finished tasks are kept",
+    )
     p.add_argument("--replot", action="store_true",
                    help="only redraw the figures from the summary files in OUT")  # fmt: skip
     args = p.parse_args(argv)
@@ -320,6 +336,43 @@ def figures(rows: list[dict], hist: list[dict], agg: list[dict], fit: dict,
     return paths
 
 
+def _fmt(value: float | None, err: float | None = None, spec: str = ".3g") -> str:
+    if value is None:
+        return ""
+    text = format(value, spec)
+    return text if err is None else f"{text} ± {format(err, spec if spec == '.0f' else '.2g')}"
+
+
+def markdown_table(agg: list[dict], targets: list[float]) -> str:
+    """The README table: one row per (variant, L), seed means ± standard errors.
+
+    A target entry is "steps (seconds)" over the seeds that reached it, with "[k/n seeds]"
+    when only k of the n seeds did, and "not reached" when none did.
+    """
+    head = ["family", "gradient", "L", "seeds", "parameters", "steps in budget",
+            "final acceptance", "Var(log w)/V"]  # fmt: skip
+    head += [f"steps (s) to {t:g}" for t in targets]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for a in agg:
+        family, gradient = {"dense": ("dense", "standard"), "cnf": ("cnf", "standard"),
+                            "cnf+path": ("cnf", "path")}[a["variant"]]  # fmt: skip
+        cells = [family, gradient, str(a["L"]), str(a["n_seeds"]), f"{a['n_params']:,}",
+                 _fmt(a["n_steps"], a["n_steps_err"], ".0f"),
+                 _fmt(a["final_acceptance"], a["final_acceptance_err"]),
+                 _fmt(a["var_logw_per_site"], a["var_logw_per_site_err"])]  # fmt: skip
+        for t in targets:
+            steps, secs = f"steps_to_{t:g}", f"seconds_to_{t:g}"
+            k = a[f"{steps}_n"]
+            if not k:
+                cells.append("not reached")
+                continue
+            n_text = _fmt(a[steps], a[steps + "_err"], ".0f")
+            text = f"{n_text} ({_fmt(a[secs], a[secs + '_err'], '.0f')} s)"
+            cells.append(text + (f" [{k}/{a['n_seeds']} seeds]" if k < a["n_seeds"] else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _read_csv(path: Path) -> list[dict]:
     def conv(v: str) -> Any:
         if v == "":
@@ -346,10 +399,12 @@ def main(argv: list[str] | None = None) -> int:
         targets = saved["config"]["study"]["targets"]
         report(figures(rows, hist, saved["aggregate"], saved["fits"], targets,
                        args.out / "figures"))  # fmt: skip
+        write_text(args.out / "training_table.md", markdown_table(saved["aggregate"], targets))
         return 0
     config = scan_config(args)
     scan = run_scan(config, args.out / "scan", JOBS, backend=args.backend,
-                    workers=args.workers, scheduler=args.scheduler)  # fmt: skip
+                    workers=args.workers, scheduler=args.scheduler,
+                    force=args.force)  # fmt: skip
     rows, hist = collect(scan, args.targets)
     agg = aggregate(rows, args.targets)
     fit = fits(agg, args.targets)
@@ -359,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if rows:
         written += figures(rows, hist, agg, fit, args.targets, args.out / "figures")
+        table = args.out / "training_table.md"
+        write_text(table, markdown_table(agg, args.targets))
+        written.append(table)
     return finish(
         scan,
         written,

@@ -10,12 +10,17 @@ Writes into --out (default data/scaling):
 * ``sampler_summary.csv``/``.json``: per L and sampler the acceptance, tau_int of |M| and of
   M^2/V with errors, seconds per effective sample without and with training, and the flow's
   break-even chain length against each classical sampler; provenance in the JSON;
+* ``sampler_table.md``: the README's table of those numbers;
 * figures/``tau_int_vs_L.png``, ``cost_vs_L.png``, ``break_even_vs_L.png``.
 
 Examples::
 
     python analysis/sampler_scaling.py --quick       # after flow_training_scaling.py --quick
     python analysis/sampler_scaling.py --L 6 8 10 12 --backend process --workers 2
+    # the cnf flows of flows_v2.py's equal-budget study (one seed, standard gradient)
+    python analysis/sampler_scaling.py --training data/scaling/flows_v2/scan \\
+        --select flow.family=cnf --select train.gradient=standard --replica 2 \\
+        --out data/scaling/flows_v2 --n-steps 20000 --n-therm 1000
 """
 
 from __future__ import annotations
@@ -27,9 +32,17 @@ from typing import Any
 
 from _common import JOBS, finish, write_csv
 
+from lattice_samplers.records import write_text
 from lattice_samplers.scan import collect_scan, load_scan, run_scan
 
-__all__ = ["collect", "figures", "main", "scan_config", "trained_flows"]
+__all__ = [
+    "collect",
+    "figures",
+    "main",
+    "markdown_table",
+    "scan_config",
+    "trained_flows",
+]
 
 OBSERVABLES = ("abs_magnetization", "two_point_susceptibility")
 SAMPLER_ORDER = ("metropolis", "hmc", "cluster", "flow")
@@ -40,6 +53,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--L", type=int, nargs="+", default=None, help="default: every trained L")
     p.add_argument("--training", type=Path, default=None,
                    help="training scan folder (default: OUT/training_scan)")  # fmt: skip
+    p.add_argument("--select", action="append", default=[], metavar="KEY=VALUE",
+                   help="use only training tasks whose grid point has KEY = VALUE, e.g. "
+                   "flow.family=cnf (repeatable)")  # fmt: skip
+    p.add_argument("--replica", type=int, default=None,
+                   help="use only this seed replica of the training scan")  # fmt: skip
     p.add_argument("--n-steps", type=int, default=50_000, help="steps per chain")
     p.add_argument("--n-therm", type=int, default=2000)
     p.add_argument("--n-chains", type=int, default=4)
@@ -60,20 +78,50 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def trained_flows(training: Path, wanted: list[int] | None) -> dict[int, Path]:
-    """L -> checkpoint folder of every completed training task in ``training``."""
+def _matches(point: dict[str, Any], select: list[str]) -> bool:
+    """Whether a grid point has every KEY = VALUE of ``select`` (values compared as text)."""
+    for item in select:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--select {item!r}: expected KEY=VALUE, e.g. flow.family=cnf")
+        if str(point.get(key.strip())) != value.strip():
+            return False
+    return True
+
+
+def trained_flows(
+    training: Path,
+    wanted: list[int] | None,
+    select: list[str] | None = None,
+    replica: int | None = None,
+) -> dict[int, Path]:
+    """L -> checkpoint folder of the completed training tasks in ``training`` that match.
+
+    A task matches when its grid point has every ``KEY=VALUE`` of ``select``, its replica is
+    ``replica`` (if given) and its checkpoint is on disk; with several matches per L the last
+    one in scan order is used.
+    """
     if not (training / "scan.json").is_file():
         raise SystemExit(f"no training scan at {training}: run flow_training_scaling.py first")
     config = load_scan(training)["config"]  # its paths are relative to the training folder
     flows = {}
     for rec in collect_scan(config, training, JOBS, base_dir=training):
-        if rec.result is None:
+        if rec.result is None or not _matches(rec.point, select or []):
             continue
+        if replica is not None and rec.replica != replica:
+            continue
+        folder = training / "tasks" / rec.task_id
+        if not (folder / "checkpoint.pt").is_file():
+            continue  # checkpoints are not committed: only this machine's runs have them
         L = int(rec.result["L"])
         if wanted is None or L in wanted:
-            flows[L] = training / "tasks" / rec.task_id
+            flows[L] = folder
     if not flows:
-        raise SystemExit(f"no finished training task in {training} for L = {wanted}")
+        raise SystemExit(
+            f"no finished training task with a checkpoint in {training} for L = {wanted}"
+            + (f", {' '.join(select or [])}" if select else "")
+            + (f", replica {replica}" if replica is not None else "")
+        )
     return dict(sorted(flows.items()))
 
 
@@ -139,6 +187,41 @@ def collect(scan: Any) -> list[dict[str, Any]]:
                             "log_weight_var", "longest_rejection_run")})  # fmt: skip
             rows.append(row)
     return rows
+
+
+def _pm(value: Any, err: Any, spec: str = ".3g") -> str:
+    if value is None:
+        return ""
+    return format(value, spec) + ("" if err is None else f" ± {err:.2g}")
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The README table: per L and sampler, |M|/V, tau_int, cost per ESS and break-even.
+
+    Break-even is the flow chain length (steps) beyond which the flow's cost per effective
+    sample of |M|/V, training included, drops below the other sampler's; "never" when the flow
+    costs more per effective sample even without training.
+    """
+    obs = "abs_magnetization"
+    head = ["L", "sampler", "acceptance", "|M|/V", "tau_int(|M|)", "tau_int(M^2/V)",
+            "s per ESS (|M|)", "with training"]  # fmt: skip
+    head.append("break-even vs metropolis / hmc / cluster")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        if r["sampler"] == "flow":
+            be = [r.get(f"break_even_steps_{obs}_vs_{ref}") for ref in SAMPLER_ORDER[:3]]
+            breaks = " / ".join("never" if b is None else f"{b:.3g}" for b in be)
+        else:
+            breaks = ""
+        cells = [str(r["L"]), r["sampler"], f"{r['acceptance']:.3g}",
+                 _pm(r[f"{obs}_mean"], r[f"{obs}_err"], ".4f"),
+                 _pm(r[f"tau_int_{obs}"], r[f"tau_int_{obs}_err"]),
+                 _pm(r["tau_int_two_point_susceptibility"],
+                     r["tau_int_two_point_susceptibility_err"]),
+                 f"{r[f'cost_per_ess_{obs}_s']:.2e}",
+                 f"{r[f'cost_per_ess_{obs}_with_training_s']:.2e}", breaks]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def figures(rows: list[dict[str, Any]], out: Path) -> list[Path]:
@@ -219,7 +302,7 @@ def figures(rows: list[dict[str, Any]], out: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     args = parse_args(argv)
-    flows = trained_flows(args.training, args.L)
+    flows = trained_flows(args.training, args.L, args.select, args.replica)
     config = scan_config(args, flows)
     scan = run_scan(config, args.out / "sampler_scan", JOBS, backend=args.backend,
                     workers=args.workers, scheduler=args.scheduler)  # fmt: skip
@@ -227,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     written = [write_csv(args.out / "sampler_summary.csv", rows)]
     if rows:
         written += figures(rows, args.out / "figures")
+        written.append(write_text(args.out / "sampler_table.md", markdown_table(rows)))
     return finish(
         scan,
         written,
