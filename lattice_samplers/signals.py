@@ -4,7 +4,10 @@ Long work (a block of compiled sampler steps, an optimizer step) cannot stop saf
 middle, so the first SIGINT (Ctrl-C) or SIGTERM (what batch systems send) only sets a flag that
 the run checks at its next boundary, where it saves and stops.  A repeated signal interrupts at
 once (``KeyboardInterrupt``).  Handlers can only be installed from the main thread; elsewhere
-the context does nothing.
+the context does nothing.  A signal that is ignored when the context is entered stays ignored:
+whoever started the process chose that (a shell starts background jobs of a script with SIGINT
+ignored so that Ctrl-C at the terminal does not reach them; the scan's worker processes ignore
+it because the parent handles Ctrl-C), as Python itself does at start-up.
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ class StopRequest:
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
+                if signal.getsignal(sig) is signal.SIG_IGN:
+                    continue  # ignored by whoever started this process: keep it so
                 self._previous[sig] = signal.signal(sig, self._handler)
         return self
 

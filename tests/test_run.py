@@ -158,6 +158,38 @@ def test_ctrl_c_saves_and_resume_is_bit_identical(n_blocks: int, tmp_path: Path)
     assert_same_run(straight, resumed)
 
 
+def test_an_ignored_sigint_stays_ignored(tmp_path: Path) -> None:
+    # a background job of a script starts with SIGINT ignored: the run must not take it over
+    # (then Ctrl-C at the terminal would stop it), but SIGTERM still stops it with a checkpoint
+    from lattice_samplers.signals import StopRequest
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the autouse fixture restores it
+    with StopRequest() as stop:
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) == stop._handler
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    ckpt = tmp_path / "run.ckpt"
+
+    calls = []
+
+    def sigint_then_sigterm(info: dict) -> None:
+        calls.append(info)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # ignored: the run goes on
+        if len(calls) == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(RunInterrupted) as info:
+        run_chains(HMCSampler(THEORY), 80, checkpoint_path=ckpt,
+                   callback=sigint_then_sigterm, **RUN_ARGS)  # fmt: skip
+    assert len(calls) == 5  # stopped at the first block boundary after SIGTERM, not SIGINT
+    assert ckpt.is_file() and info.value.signal_name == "SIGTERM"
+    # negative control: with Python's handler in place, SIGINT is taken over
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    with StopRequest() as stop:
+        assert signal.getsignal(signal.SIGINT) == stop._handler
+
+
 def test_periodic_checkpoints(tmp_path: Path) -> None:
     ckpt = tmp_path / "run.ckpt"
     seen = []
