@@ -116,6 +116,20 @@ def test_flow_checkpoint_is_reused(tiny_run: tuple[dict, object], tmp_path) -> N
     # the loaded flow still carries its training cost
     assert summary["training"]["train_seconds"] == trained["training"]["train_seconds"]
     assert summary["samplers"]["flow"]["training_s"] > 0
+    assert summary["training"]["sampling_ode_steps"] == 10  # the cnf default, as trained
+
+
+def test_flow_can_be_sampled_with_more_ode_steps(tiny_run: tuple[dict, object], tmp_path) -> None:
+    _, out = tiny_run
+    import io
+    from contextlib import redirect_stdout
+
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        args = [*TINY, "--set", 'compare.samplers=["flow"]', "--set", "compare.flow_ode_steps=20"]
+        args += ["--flow", str(out / "flow"), "--set", "run.n_steps=200"]
+        assert main(["compare", *args, "--out", str(tmp_path / "ode20"), "--json"]) == 0
+    assert json.loads(buf.getvalue())["training"]["sampling_ode_steps"] == 20
 
 
 @pytest.mark.parametrize(
@@ -127,6 +141,7 @@ def test_flow_checkpoint_is_reused(tiny_run: tuple[dict, object], tmp_path) -> N
         ({"compare": {"samplers": ["hmc", "nuts"]}}, "unknown: nuts"),
         ({"run": {"n_chains": "four"}}, "n_chains"),
         ({"flow": {"coupling": "magic"}}, "magic"),
+        ({"compare": {"flow_ode_steps": 0}}, "flow_ode_steps"),
     ],
 )
 def test_bad_config(config: dict, message: str) -> None:

@@ -354,3 +354,26 @@ def test_warm_start_across_L_and_beta_keeps_every_weight() -> None:
     for (name, a), b in zip(small.named_parameters(), big.parameters()):
         assert torch.equal(a, b), name
     assert big.arch["free_field_c2"] != small.arch["free_field_c2"] or big.L != small.L
+
+
+def test_sampling_ode_steps_can_be_raised_after_training() -> None:
+    flow = build_flow(ISING4, CNF64, seed=2).requires_grad_(False)
+    with torch.no_grad():
+        flow.layers[1].weight.copy_(_layer(3).weight)
+    phi10, lq10 = flow.sample_with_log_q(4, torch.Generator().manual_seed(0))
+    flow.set_ode_steps(40)
+    assert flow.layers[1].ode_steps == 40 and flow.arch["ode_steps"] == 40
+    phi40, lq40 = flow.sample_with_log_q(4, torch.Generator().manual_seed(0))
+    flow.set_ode_steps(160)
+    phi160, lq160 = flow.sample_with_log_q(4, torch.Generator().manual_seed(0))
+    # the same map, integrated more accurately: the error against 160 steps falls ~ steps^-4
+    err10, err40 = (float((p - phi160).abs().max()) for p in (phi10, phi40))
+    assert 1e-4 < err10 < 0.1 and err40 < err10 / 100, (err10, err40)
+    lq_err10, lq_err40 = (float((q - lq160).abs().max()) for q in (lq10, lq40))
+    assert lq_err40 < lq_err10 / 100, (lq_err10, lq_err40)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="positive integer"):
+            flow.set_ode_steps(bad)
+    dense = build_flow(ISING4, FlowSettings(dtype="float64"), seed=0)
+    with pytest.raises(ValueError, match="no ODE steps"):
+        dense.set_ode_steps(20)

@@ -274,6 +274,13 @@ def run_comparison(
             seconds = training.get("train_seconds")
             if seconds is None or not math.isfinite(seconds):
                 raise ConfigError("the flow checkpoint does not record its training time")
+            if plan.compare.flow_ode_steps is not None:
+                try:
+                    flow.set_ode_steps(plan.compare.flow_ode_steps)
+                except ValueError as exc:
+                    raise ConfigError(f"[compare] flow_ode_steps: {exc}") from None
+            if "ode_steps" in flow.arch:
+                training["sampling_ode_steps"] = int(flow.arch["ode_steps"])
             proposal = FlowProposal(flow)
             flow_sampler = IndependenceMetropolisSampler(plan.theory, plan.imh, proposal=proposal)
     for name in names:
