@@ -22,7 +22,16 @@ if str(ROOT) not in sys.path:  # run as `python analysis/x.py` from a source che
 from lattice_samplers.jobs import JOBS  # noqa: E402,F401 (re-exported)
 from lattice_samplers.records import versions, write_csv, write_json  # noqa: E402,F401
 
-__all__ = ["JOBS", "finish", "hardware", "provenance", "report", "write_csv", "write_json"]
+__all__ = [
+    "JOBS",
+    "finish",
+    "hardware",
+    "plus_minus",
+    "provenance",
+    "report",
+    "write_csv",
+    "write_json",
+]
 
 
 def hardware() -> dict[str, Any]:
@@ -79,6 +88,14 @@ def provenance(args: Any, started: float, folder: Path | None = None) -> dict[st
         "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "elapsed_s": time.perf_counter() - started,
     }
+
+
+def plus_minus(value: Any, err: Any = None, spec: str = ".3g", err_spec: str = ".2g") -> str:
+    """``value ± err`` for a table cell ("" without a value, just the value without an error)."""
+    if value is None:
+        return ""
+    text = format(value, spec)
+    return text if err is None else f"{text} ± {format(err, err_spec)}"
 
 
 def report(paths: Iterable[Path]) -> None:

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import JOBS, finish, report, write_csv
+from _common import JOBS, finish, plus_minus, report, write_csv
 
 from lattice_samplers.records import write_text
 from lattice_samplers.scaling import DEFAULT_TARGETS, fit_growth
@@ -336,13 +336,6 @@ def figures(rows: list[dict], hist: list[dict], agg: list[dict], fit: dict,
     return paths
 
 
-def _fmt(value: float | None, err: float | None = None, spec: str = ".3g") -> str:
-    if value is None:
-        return ""
-    text = format(value, spec)
-    return text if err is None else f"{text} ± {format(err, spec if spec == '.0f' else '.2g')}"
-
-
 def markdown_table(agg: list[dict], targets: list[float]) -> str:
     """The README table: one row per (variant, L), seed means ± standard errors.
 
@@ -357,17 +350,17 @@ def markdown_table(agg: list[dict], targets: list[float]) -> str:
         family, gradient = {"dense": ("dense", "standard"), "cnf": ("cnf", "standard"),
                             "cnf+path": ("cnf", "path")}[a["variant"]]  # fmt: skip
         cells = [family, gradient, str(a["L"]), str(a["n_seeds"]), f"{a['n_params']:,}",
-                 _fmt(a["n_steps"], a["n_steps_err"], ".0f"),
-                 _fmt(a["final_acceptance"], a["final_acceptance_err"]),
-                 _fmt(a["var_logw_per_site"], a["var_logw_per_site_err"])]  # fmt: skip
+                 plus_minus(a["n_steps"], a["n_steps_err"], ".0f", ".0f"),
+                 plus_minus(a["final_acceptance"], a["final_acceptance_err"]),
+                 plus_minus(a["var_logw_per_site"], a["var_logw_per_site_err"])]  # fmt: skip
         for t in targets:
             steps, secs = f"steps_to_{t:g}", f"seconds_to_{t:g}"
             k = a[f"{steps}_n"]
             if not k:
                 cells.append("not reached")
                 continue
-            n_text = _fmt(a[steps], a[steps + "_err"], ".0f")
-            text = f"{n_text} ({_fmt(a[secs], a[secs + '_err'], '.0f')} s)"
+            n_text = plus_minus(a[steps], a[steps + "_err"], ".0f", ".0f")
+            text = f"{n_text} ({plus_minus(a[secs], a[secs + '_err'], '.0f', '.0f')} s)"
             cells.append(text + (f" [{k}/{a['n_seeds']} seeds]" if k < a["n_seeds"] else ""))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import JOBS, finish, write_csv
+from _common import JOBS, finish, plus_minus, write_csv
 
 from lattice_samplers.records import write_text
 from lattice_samplers.scan import collect_scan, load_scan, run_scan
@@ -189,12 +189,6 @@ def collect(scan: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _pm(value: Any, err: Any, spec: str = ".3g") -> str:
-    if value is None:
-        return ""
-    return format(value, spec) + ("" if err is None else f" ± {err:.2g}")
-
-
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """The README table: per L and sampler, |M|/V, tau_int, cost per ESS and break-even.
 
@@ -214,9 +208,9 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         else:
             breaks = ""
         cells = [str(r["L"]), r["sampler"], f"{r['acceptance']:.3g}",
-                 _pm(r[f"{obs}_mean"], r[f"{obs}_err"], ".4f"),
-                 _pm(r[f"tau_int_{obs}"], r[f"tau_int_{obs}_err"]),
-                 _pm(r["tau_int_two_point_susceptibility"],
+                 plus_minus(r[f"{obs}_mean"], r[f"{obs}_err"], ".4f"),
+                 plus_minus(r[f"tau_int_{obs}"], r[f"tau_int_{obs}_err"]),
+                 plus_minus(r["tau_int_two_point_susceptibility"],
                      r["tau_int_two_point_susceptibility_err"]),
                  f"{r[f'cost_per_ess_{obs}_s']:.2e}",
                  f"{r[f'cost_per_ess_{obs}_with_training_s']:.2e}", breaks]  # fmt: skip

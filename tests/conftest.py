@@ -1,4 +1,4 @@
-"""Shared test set-up: every test starts with Python's own SIGINT handler.
+"""Shared test set-up: every test starts with Python's own SIGINT handler; ``one_torch_thread``.
 
 A process started in the background of a non-interactive shell inherits SIGINT ignored, and
 the run driver keeps an ignored SIGINT ignored (see ``lattice_samplers.signals``).  The tests
@@ -25,3 +25,17 @@ def foreground_sigint() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a module of many tiny tensor ops (extra intra-op threads only
+    contend on a shared machine); the count is put back afterwards."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -51,3 +54,15 @@ def assert_same_run(a: RunResult, b: RunResult) -> None:
     assert a.work == b.work
     assert a.work_therm == b.work_therm
     assert a.chain_work == b.chain_work
+
+
+def interrupt_after(n_blocks: int) -> Callable[[dict], None]:
+    """A run callback that sends this process a real SIGINT after ``n_blocks`` blocks."""
+    calls = {"n": 0}
+
+    def callback(info: dict) -> None:
+        calls["n"] += 1
+        if calls["n"] == n_blocks:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    return callback

@@ -29,14 +29,7 @@ from lattice_samplers.flows.cnf import (  # noqa: E402
 from lattice_samplers.samplers.imh import IMHSettings, IndependenceMetropolisSampler  # noqa: E402
 from lattice_samplers.theory import Phi4Theory  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # many tiny tensor ops: extra intra-op threads only contend on a shared machine
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 L = 4

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_same_run, run_chains
+from helpers import assert_same_run, interrupt_after, run_chains
 
 from lattice_samplers.config import ConfigError
 from lattice_samplers.driver import RunInterrupted, RunSettings, read_results, write_results
@@ -72,18 +71,6 @@ def test_a_proposal_that_is_not_thread_safe_runs_its_chains_one_by_one() -> None
     assert run_chains(sampler, 20, workers=2, **RUN_ARGS).workers == 1
 
 
-def _interrupt_after(n_blocks: int):
-    """A callback that sends this process a real SIGINT after ``n_blocks`` blocks."""
-    calls = {"n": 0}
-
-    def callback(info: dict) -> None:
-        calls["n"] += 1
-        if calls["n"] == n_blocks:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    return callback
-
-
 @pytest.mark.parametrize("n_blocks", [3, 50])  # during tuning (45 blocks), during production
 def test_interrupted_parallel_run_resumes_to_the_serial_run(n_blocks: int, tmp_path: Path) -> None:
     straight = run_chains(make_sampler("hmc", THEORY), 80, workers=1, **RUN_ARGS)
@@ -94,7 +81,7 @@ def test_interrupted_parallel_run_resumes_to_the_serial_run(n_blocks: int, tmp_p
             80,
             workers=2,
             checkpoint_path=ckpt,
-            callback=_interrupt_after(n_blocks),
+            callback=interrupt_after(n_blocks),
             **RUN_ARGS,
         )
     assert 0 < info.value.steps_done < 60 + 80

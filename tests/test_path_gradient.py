@@ -17,13 +17,7 @@ from lattice_samplers.flows import (  # noqa: E402
 )
 from lattice_samplers.theory import Phi4Theory  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 #: a Gaussian target; with the exact free-field base, zero coupling/kernel weights and unit

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_same_run, run_chains
+from helpers import assert_same_run, interrupt_after, run_chains
 
 from lattice_samplers.driver import (
     RunInterrupted,
@@ -125,18 +125,6 @@ def test_resume_continues_bit_identically(kind: str, tmp_path: Path) -> None:
         np.testing.assert_array_equal(first.observables[name], resumed.observables[name][:, :20])
 
 
-def _interrupt_after(n_blocks: int):
-    """A callback that sends this process a real SIGINT after ``n_blocks`` blocks."""
-    calls = {"n": 0}
-
-    def callback(info: dict) -> None:
-        calls["n"] += 1
-        if calls["n"] == n_blocks:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    return callback
-
-
 @pytest.mark.parametrize("n_blocks", [3, 50])  # during tuning, during production
 def test_ctrl_c_saves_and_resume_is_bit_identical(n_blocks: int, tmp_path: Path) -> None:
     straight = run_chains(HMCSampler(THEORY), 80, **RUN_ARGS)
@@ -146,7 +134,7 @@ def test_ctrl_c_saves_and_resume_is_bit_identical(n_blocks: int, tmp_path: Path)
             HMCSampler(THEORY),
             80,
             checkpoint_path=ckpt,
-            callback=_interrupt_after(n_blocks),
+            callback=interrupt_after(n_blocks),
             **RUN_ARGS,
         )
     assert info.value.checkpoint_path == ckpt
