@@ -18,7 +18,6 @@ from lattice_samplers.flows import (  # noqa: E402
     build_flow,
     load_flow,
     save_checkpoint,
-    train_flow,
 )
 from lattice_samplers.flows.cnf import (  # noqa: E402
     EquivariantCNFLayer,
@@ -28,6 +27,7 @@ from lattice_samplers.flows.cnf import (  # noqa: E402
 )
 from lattice_samplers.samplers.imh import IMHSettings, IndependenceMetropolisSampler  # noqa: E402
 from lattice_samplers.theory import Phi4Theory  # noqa: E402
+from lattice_samplers.workflows.train.session import train_flow  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -26,10 +26,10 @@ from lattice_samplers.flows import (  # noqa: E402
     FlowSettings,
     TrainSettings,
     read_checkpoint,
-    train_flow,
 )
 from lattice_samplers.flows.distributed import backend_for, session  # noqa: E402
 from lattice_samplers.theory import Phi4Theory  # noqa: E402
+from lattice_samplers.workflows.train.session import train_flow  # noqa: E402
 
 THEORY = Phi4Theory.create(4, "ising", beta=0.5, lam=0.5)
 FLOW = FlowSettings(n_layers=2, hidden=(16,), dtype="float64")

@@ -26,12 +26,12 @@ from lattice_samplers.flows import (  # noqa: E402
     load_flow,
     read_checkpoint,
     save_checkpoint,
-    train_curriculum,
-    train_flow,
 )
 from lattice_samplers.flows.action import TorchAction  # noqa: E402
 from lattice_samplers.flows.train import fit, imh_acceptance  # noqa: E402
 from lattice_samplers.theory import Phi4Theory  # noqa: E402
+from lattice_samplers.workflows.train.curriculum import train_curriculum  # noqa: E402
+from lattice_samplers.workflows.train.session import train_flow  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 ISING4 = Phi4Theory.create(4, "ising", beta=0.5, lam=0.5)

@@ -13,9 +13,9 @@ from lattice_samplers.flows import (  # noqa: E402
     TrainSettings,
     build_flow,
     path_gradient_loss,
-    train_flow,
 )
 from lattice_samplers.theory import Phi4Theory  # noqa: E402
+from lattice_samplers.workflows.train.session import train_flow  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

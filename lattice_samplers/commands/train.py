@@ -5,7 +5,7 @@ from CONFIG.toml, trains, and writes into the output folder:
 
 * ``checkpoint.pt``: weights, optimizer, scheduler, RNG states, history (resumable);
 * ``history.csv``: one row per step (loss, acceptance, ess_kish, ...; see
-  :mod:`lattice_samplers.flows.train.session`);
+  :mod:`lattice_samplers.workflows.train.session`);
 * ``training.png``: loss and acceptance against step;
 * ``summary.json``: the ``--json`` summary plus the resolved configuration.
 
@@ -67,14 +67,14 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/flow_L{theory.L}_{theory.parametrization}")
 
     # torch, loaded only for this command
-    from lattice_samplers.flows.distributed import session
-    from lattice_samplers.flows.train import TrainingInterrupted, train_flow
+    from lattice_samplers.flows.distributed import session as process_group
+    from lattice_samplers.workflows.train.session import TrainingInterrupted, train_flow
 
     if spec.curriculum is not None:
         return _run_curriculum(args, spec, out)
     # a process group only under torchrun; train_flow checks the output folder before writing
     try:
-        with session(spec.train.device) as comm:
+        with process_group(spec.train.device) as comm:
             _, result = train_flow(
                 theory,
                 spec.flow,
@@ -104,10 +104,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_curriculum(args: argparse.Namespace, spec: TrainSpec, out: Path) -> int:
     """Train the ``[curriculum]`` stages, the last into ``out``; print the summary."""
-    from lattice_samplers.flows.distributed import session
-    from lattice_samplers.flows.train import TrainingInterrupted
-    from lattice_samplers.flows.train.curriculum import train_curriculum
-    from lattice_samplers.flows.train.session import check_output_dir
+    from lattice_samplers.flows.distributed import session as process_group
+    from lattice_samplers.workflows.train.curriculum import train_curriculum
+    from lattice_samplers.workflows.train.session import TrainingInterrupted, check_output_dir
 
     if args.resume or args.init_from is not None:
         print(
@@ -120,7 +119,7 @@ def _run_curriculum(args: argparse.Namespace, spec: TrainSpec, out: Path) -> int
     assert curriculum is not None
     check_output_dir(out, spec.theory, spec.flow, False, curriculum.train[-1])
     try:
-        with session(spec.train.device) as comm:
+        with process_group(spec.train.device) as comm:
             result = train_curriculum(
                 curriculum.theories,
                 spec.flow,

@@ -134,7 +134,8 @@ class Comparison:
 
 def _train_or_load(plan: CompareSpec, out_dir: Path | None, progress: bool | None):
     """Return (flow, training record) by training, or by loading ``plan.flow_checkpoint``."""
-    from lattice_samplers.flows import load_flow, train_flow
+    from lattice_samplers.flows import load_flow
+    from lattice_samplers.workflows.train.session import train_flow
 
     if plan.flow_record is not None:
         device = plan.train_config.device if plan.train_config is not None else "cpu"

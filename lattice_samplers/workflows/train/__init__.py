@@ -35,7 +35,7 @@ def train_task(config: Mapping[str, Any], out_path: Path) -> dict[str, Any]:
     acceptance, ess_kish, var_log_weight), ``targets`` ({target: {step, seconds}}, None
     where not reached), ``L``, ``volume`` and ``var_log_weight_per_site`` at the end.
     """
-    from lattice_samplers.flows import train_flow
+    from lattice_samplers.workflows.train.session import train_flow
 
     validate_train(config)
     spec = train_spec(config, study=True)
