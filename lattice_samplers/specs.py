@@ -380,7 +380,8 @@ class CompareSpec:
     imh: IMHSettings = field(default_factory=IMHSettings)
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     flow_checkpoint: Path | None = None
-    flow_record: dict[str, Any] | None = None  # the checkpoint's contents, read once
+    flow_record: dict[str, Any] | None = None  # the checkpoint's contents, read and checked once
+    flow_device: str = "cpu"  # where the flow is trained or loaded
 
 
 #: The flow ``compare`` trains when the config has no ``[flow]`` section: the equivariant
@@ -426,27 +427,48 @@ def compare_spec(
     spec = CompareSpec(effective, theory, run, compare, samplers)
     spec.imh = section_to_dataclass(IMHSettings, config.get("imh"), "imh")
     spec.analysis = section_to_dataclass(AnalysisSettings, config.get("analysis"), "analysis")
-    if FLOW_SAMPLER in compare.samplers or "flow" in config or "train" in config:
+    checkpoint = flow_checkpoint if flow_checkpoint is not None else compare.flow_checkpoint
+    if checkpoint is not None:
+        if FLOW_SAMPLER not in compare.samplers:
+            raise ConfigError("--flow given but [compare] samplers does not include flow")
+        spec.flow_checkpoint = Path(checkpoint)
+        spec.flow_record, spec.flow_device = _checkpoint_flow(config, theory, Path(checkpoint))
+    elif FLOW_SAMPLER in compare.samplers or "flow" in config or "train" in config:
         flow_config = dict(config)
         if "flow" not in config:
             flow_config["flow"] = dict(COMPARE_DEFAULT_FLOW)
             flow_config["train"] = {**COMPARE_DEFAULT_TRAIN, **_table(config, "train")}
         spec.flow_config, spec.train_config = flow_specs(flow_config, theory, default_seed=run.seed)
-    checkpoint = flow_checkpoint if flow_checkpoint is not None else compare.flow_checkpoint
-    if checkpoint is not None:
-        if FLOW_SAMPLER not in compare.samplers:
-            raise ConfigError("--flow given but [compare] samplers does not include flow")
-        from lattice_samplers.flows import read_checkpoint
-        from lattice_samplers.flows.checkpoint import check_compatible
-
-        path = Path(checkpoint)
-        try:  # read once: refuse a flow for another theory before anything runs
-            spec.flow_record = read_checkpoint(path)
-            check_compatible(spec.flow_record, theory, where=str(path))
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        spec.flow_checkpoint = path
+        spec.flow_device = spec.train_config.device
     return spec
+
+
+def _checkpoint_flow(
+    config: Mapping[str, Any], theory: Phi4Theory, path: Path
+) -> tuple[dict[str, Any], str]:
+    """Read the checkpoint ``compare --flow`` uses, once; return its contents and the device.
+
+    The checkpoint must be for ``theory``.  A ``[flow]`` section describes a flow to train: with
+    a checkpoint it must describe the checkpoint's own flow (same family and architecture),
+    else the comparison would record a flow that did not run.  ``[train]`` then only gives the
+    device.
+    """
+    from lattice_samplers.flows.checkpoint import check_compatible, read_checkpoint
+
+    device = "cpu"
+    flow = None
+    if "flow" in config or "train" in config:
+        flow, train = flow_specs(config, theory)
+        device = train.device
+    try:
+        record = read_checkpoint(path)
+        check_compatible(record, theory, where=str(path))
+        if "flow" in config:
+            check_compatible(record, None, flow.resolve(theory), where=str(path))
+    except ValueError as exc:
+        hint = "; drop [flow] (it configures a flow to train)" if "flow" in config else ""
+        raise ConfigError(f"{exc}{hint}") from None
+    return record, device
 
 
 # ----------------------------------------------------------------------------- tune

@@ -98,6 +98,38 @@ def test_flow_checkpoint_for_another_lattice_is_refused(
     assert not (tmp_path / "x").exists()
 
 
+def test_flow_section_that_disagrees_with_the_checkpoint_is_refused(
+    tiny_run: tuple[dict, object], tmp_path, capsys: pytest.CaptureFixture
+) -> None:
+    """--flow with a [flow] of another family never runs one flow and records the other."""
+    import torch
+
+    from lattice_samplers.flows import FlowSettings, build_flow, save_checkpoint
+    from lattice_samplers.theory import Phi4Theory
+
+    theory = Phi4Theory.from_dict(tiny_run[0]["theory"])
+    dense = FlowSettings(n_layers=2, hidden=(8,))
+    ckpt = save_checkpoint(tmp_path / "dense.pt", build_flow(theory, dense), theory, dense)
+    torch.save({**torch.load(ckpt, weights_only=True), "train": {"train_s": 1.0}}, ckpt)
+    args = [*TINY, "--set", 'compare.samplers=["flow"]', "--flow", str(ckpt)]
+    rc = main(["compare", *args, "--set", 'flow.family="cnf"', "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert "holds a coupling flow, not the cnf flow configured" in err[0]
+    assert not (tmp_path / "x").exists()
+    # without [flow] the checkpoint's own family runs and is what the summary records
+    import io
+    from contextlib import redirect_stdout
+
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        args += ["--set", "run.n_steps=100", "--set", "run.n_therm=10"]
+        assert main(["compare", *args, "--out", str(tmp_path / "y"), "--json"]) == 0
+    summary = json.loads(buf.getvalue())
+    assert summary["training"]["family"] == "coupling"
+    assert "flow" not in summary["config"]
+
+
 def test_flow_checkpoint_is_reused(tiny_run: tuple[dict, object], tmp_path) -> None:
     _, out = tiny_run
     plan = plan_comparison(
@@ -117,6 +149,7 @@ def test_flow_checkpoint_is_reused(tiny_run: tuple[dict, object], tmp_path) -> N
     assert summary["training"]["train_seconds"] == trained["training"]["train_seconds"]
     assert summary["samplers"]["flow"]["training_s"] > 0
     assert summary["training"]["sampling_ode_steps"] == 10  # the cnf default, as trained
+    assert summary["training"]["family"] == "cnf"
 
 
 def test_flow_can_be_sampled_with_more_ode_steps(tiny_run: tuple[dict, object], tmp_path) -> None:

@@ -340,6 +340,17 @@ def test_conv_family_warm_starts_across_L_and_trains(tmp_path, capsys) -> None:
     assert "cannot warm-start" in err and len(err.splitlines()) == 1, err
 
 
+def test_warm_start_from_the_other_family_names_the_family(tmp_path) -> None:
+    cnf = FlowSettings(family="cnf", cnf_frequencies=1, cnf_time_basis=1, kernel_radius=1)
+    path = save_checkpoint(tmp_path / "cnf.pt", build_flow(ISING4, cnf), ISING4, cnf)
+    with pytest.raises(CheckpointError, match="it is a cnf flow, this is a coupling flow") as info:
+        init_from_checkpoint(build_flow(ISING4, TINY), path)
+    assert "activation" not in str(info.value)
+    dense = save_checkpoint(tmp_path / "d.pt", build_flow(ISING4, TINY), ISING4, TINY)
+    with pytest.raises(CheckpointError, match="it is a coupling flow, this is a cnf flow"):
+        init_from_checkpoint(build_flow(ISING4, cnf), dense)
+
+
 def test_curriculum_L4_to_L6_counts_every_stage(tmp_path) -> None:
     res = train_curriculum(
         [ISING4, ISING6], CONV, _quick(n_steps=5, eval_every=5), out_dir=tmp_path / "cur"

@@ -25,7 +25,13 @@ import torch
 
 import lattice_samplers
 from lattice_samplers import records
-from lattice_samplers.flows.model import Flow, FlowSettings, architecture_key, flow_from_arch
+from lattice_samplers.flows.model import (
+    Flow,
+    FlowSettings,
+    architecture_key,
+    flow_family,
+    flow_from_arch,
+)
 from lattice_samplers.theory import Phi4Theory
 
 __all__ = [
@@ -166,7 +172,7 @@ def check_compatible(
 
     The lattice size is checked first (the commonest mistake), then the theory (same
     parametrization and couplings: the flow's output is in that field normalization), then
-    every architecture entry that changes the function class.
+    the flow family, then every architecture entry that changes the function class.
     """
     if theory is not None:
         stored = checkpoint_theory(data)
@@ -184,6 +190,11 @@ def check_compatible(
         want, have = architecture_key(arch), architecture_key(data["arch"])
         if int(have["L"]) != int(want["L"]):
             raise CheckpointError(f"{where} is for lattice size L = {have['L']}, not {want['L']}")
+        if flow_family(have) != flow_family(want):
+            raise CheckpointError(
+                f"{where} holds a {flow_family(have)} flow, not the {flow_family(want)} "
+                "flow configured"
+            )
         diff = [k for k in sorted(set(want) | set(have)) if want.get(k) != have.get(k)]
         if diff:
             parts = ", ".join(f"{k}: {have.get(k)!r} vs {want.get(k)!r}" for k in diff[:4])

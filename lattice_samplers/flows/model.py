@@ -51,6 +51,7 @@ __all__ = [
     "build_flow",
     "build_layers",
     "check_device",
+    "flow_family",
     "flow_from_arch",
 ]
 
@@ -299,6 +300,11 @@ class FlowSettings:
             if d[k] is not None:
                 d[k] = list(d[k])
         return d
+
+
+def flow_family(arch: dict[str, Any]) -> str:
+    """The family of a resolved architecture (records of coupling flows do not name it)."""
+    return str(arch.get("family", "coupling"))
 
 
 def architecture_key(arch: dict[str, Any]) -> dict[str, Any]:

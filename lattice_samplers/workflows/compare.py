@@ -135,14 +135,15 @@ class Comparison:
 def _train_or_load(plan: CompareSpec, out_dir: Path | None, progress: bool | None):
     """Return (flow, training record) by training, or by loading ``plan.flow_checkpoint``."""
     from lattice_samplers.flows import load_flow
+    from lattice_samplers.flows.model import flow_family
     from lattice_samplers.workflows.train.session import train_flow
 
-    if plan.flow_record is not None:
-        device = plan.train_config.device if plan.train_config is not None else "cpu"
-        flow = load_flow(plan.flow_record, plan.theory, device=device)
+    if plan.flow_record is not None:  # read and checked against the theory by compare_spec
+        flow = load_flow(plan.flow_record, device=plan.flow_device)
         train = plan.flow_record.get("train") or {}
         return flow, {
             "source": str(plan.flow_checkpoint),
+            "family": flow_family(flow.arch),
             "train_seconds": float(train.get("train_s", math.nan)),
             "n_steps": train.get("step"),
             "n_parameters": plan.flow_record.get("n_parameters"),
@@ -160,6 +161,7 @@ def _train_or_load(plan: CompareSpec, out_dir: Path | None, progress: bool | Non
     )
     record = {
         "source": "trained",
+        "family": flow_family(flow.arch),
         "train_seconds": tr.train_seconds,
         "n_steps": tr.n_steps,
         "final_acceptance": tr.final_acceptance,
