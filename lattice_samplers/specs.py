@@ -46,7 +46,6 @@ from lattice_samplers.tuned import resolve_tuned
 __all__ = [
     "ALL_SAMPLERS",
     "CLASSICAL",
-    "COMPARE_DEFAULT_FLOW",
     "COMPARE_DEFAULT_TRAIN",
     "DEFAULT_SAMPLER",
     "DEFAULT_THEORY",
@@ -181,15 +180,25 @@ def sample_spec(config: Mapping[str, Any]) -> SampleSpec:
 def flow_specs(
     config: Mapping[str, Any], theory: Phi4Theory, default_seed: int | None = None
 ) -> tuple[Any, Any]:
-    """The ``[flow]`` and ``[train]`` sections as (FlowSettings, TrainSettings) for a theory.
+    """The ``[flow]`` and ``[train]`` sections as (flow settings, TrainSettings) for a theory.
+
+    The flow settings are of the class ``[flow] family`` names (default: the cnf family).
 
     Loads torch.  ``default_seed`` is the training seed when ``[train]`` has none
     (``compare`` uses its ``[run]`` seed).
     """
-    from lattice_samplers.flows import FlowSettings, TrainSettings
+    from lattice_samplers.flows import TrainSettings
     from lattice_samplers.flows.model import check_device
+    from lattice_samplers.flows.settings import settings_class
 
-    flow = section_to_dataclass(FlowSettings, config.get("flow"), "flow")
+    section = config.get("flow")
+    if section is not None and not isinstance(section, Mapping):
+        raise ConfigError(f"[flow] must be a table, got {section!r}")
+    try:
+        flow_class, keys = settings_class(section)
+    except ValueError as exc:
+        raise ConfigError(f"[flow] {exc}") from None
+    flow = section_to_dataclass(flow_class, keys, "flow")
     train_section = _table(config, "train")
     if default_seed is not None:
         train_section.setdefault("seed", default_seed)
@@ -384,12 +393,12 @@ class CompareSpec:
     flow_device: str = "cpu"  # where the flow is trained or loaded
 
 
-#: The flow ``compare`` trains when the config has no ``[flow]`` section: the equivariant
-#: continuous flow, which at L = 8 reached held-out acceptance 0.85 after 45 s of training
-#: against 0.40 after 118 s for the paper's dense family with its defaults (measured side by
-#: side; data/scaling/flows_v2 and README).  Its training defaults fill keys ``[train]``
-#: leaves out; a fixed step count (no time budget) keeps one seed reproducing the run.
-COMPARE_DEFAULT_FLOW: dict[str, Any] = {"family": "cnf"}
+#: Training settings of the flow ``compare`` trains when the config has no ``[flow]``
+#: section (the default flow of every command, the cnf family, which at L = 8 reached
+#: held-out acceptance 0.85 after 45 s of training against 0.40 after 118 s for the paper's
+#: dense coupling family with its defaults, measured side by side in data/scaling/flows_v2).
+#: They fill keys ``[train]`` leaves out; a fixed step count (no time budget) keeps one seed
+#: reproducing the run.
 COMPARE_DEFAULT_TRAIN: dict[str, Any] = {
     "n_steps": 200,
     "batch_size": 256,
@@ -436,7 +445,6 @@ def compare_spec(
     elif FLOW_SAMPLER in compare.samplers or "flow" in config or "train" in config:
         flow_config = dict(config)
         if "flow" not in config:
-            flow_config["flow"] = dict(COMPARE_DEFAULT_FLOW)
             flow_config["train"] = {**COMPARE_DEFAULT_TRAIN, **_table(config, "train")}
         spec.flow_config, spec.train_config = flow_specs(flow_config, theory, default_seed=run.seed)
         spec.flow_device = spec.train_config.device

@@ -104,11 +104,11 @@ def test_flow_section_that_disagrees_with_the_checkpoint_is_refused(
     """--flow with a [flow] of another family never runs one flow and records the other."""
     import torch
 
-    from lattice_samplers.flows import FlowSettings, build_flow, save_checkpoint
+    from lattice_samplers.flows import CouplingFlowSettings, build_flow, save_checkpoint
     from lattice_samplers.theory import Phi4Theory
 
     theory = Phi4Theory.from_dict(tiny_run[0]["theory"])
-    dense = FlowSettings(n_layers=2, hidden=(8,))
+    dense = CouplingFlowSettings(n_layers=2, hidden=(8,))
     ckpt = save_checkpoint(tmp_path / "dense.pt", build_flow(theory, dense), theory, dense)
     torch.save({**torch.load(ckpt, weights_only=True), "train": {"train_s": 1.0}}, ckpt)
     args = [*TINY, "--set", 'compare.samplers=["flow"]', "--flow", str(ckpt)]
@@ -173,7 +173,7 @@ def test_flow_can_be_sampled_with_more_ode_steps(tiny_run: tuple[dict, object], 
         ({"hmc": {"step_size": -1.0}}, "step_size"),
         ({"compare": {"samplers": ["hmc", "nuts"]}}, "unknown: nuts"),
         ({"run": {"n_chains": "four"}}, "n_chains"),
-        ({"flow": {"coupling": "magic"}}, "magic"),
+        ({"flow": {"family": "coupling", "coupling": "magic"}}, "magic"),
         ({"compare": {"flow_ode_steps": 0}}, "flow_ode_steps"),
     ],
 )

@@ -108,9 +108,9 @@ def test_bad_proposal_shape_is_reported() -> None:
 @pytest.fixture(scope="module")
 def untrained_flow_proposal():
     """An untrained flow of the paper's family at L = 4 (random init): acceptance ~0.15."""
-    from lattice_samplers.flows import FlowProposal, FlowSettings, build_flow
+    from lattice_samplers.flows import CouplingFlowSettings, FlowProposal, build_flow
 
-    flow = build_flow(FREE_ISING, FlowSettings(), seed=11)
+    flow = build_flow(FREE_ISING, CouplingFlowSettings(), seed=11)
     return FlowProposal(flow)
 
 

@@ -2,8 +2,10 @@
 
 This is the only package folder that imports torch.  The public API:
 
-* :class:`FlowSettings`, :func:`build_flow`, :class:`Flow` (``flow.sample(n)`` gives float64
-  NumPy ``(phi, log_q)``), :class:`FlowProposal` (the independence-Metropolis proposal);
+* :class:`CNFSettings` (the default flow) and :class:`CouplingFlowSettings`, one settings
+  class per family (:func:`flow_settings` reads a ``[flow]`` section into one),
+  :func:`build_flow`, :class:`Flow` (``flow.sample(n)`` gives float64 NumPy
+  ``(phi, log_q)``), :class:`FlowProposal` (the independence-Metropolis proposal);
 * :class:`TrainSettings`, :class:`Trainer`, :func:`init_from_checkpoint` (see
   :mod:`lattice_samplers.flows.train`; the training session with its files is the train
   workflow, :mod:`lattice_samplers.workflows.train`); :func:`path_gradient_loss` (the
@@ -19,8 +21,14 @@ from lattice_samplers.flows.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from lattice_samplers.flows.model import Flow, FlowProposal, FlowSettings, build_flow
+from lattice_samplers.flows.model import Flow, FlowProposal, build_flow
 from lattice_samplers.flows.path_gradient import PathGradientLoss, path_gradient_loss
+from lattice_samplers.flows.settings import (
+    CNFSettings,
+    CouplingFlowSettings,
+    FlowSettings,
+    flow_settings,
+)
 from lattice_samplers.flows.train import (
     Trainer,
     TrainSettings,
@@ -31,7 +39,9 @@ from lattice_samplers.flows.train import (
 )
 
 __all__ = [
+    "CNFSettings",
     "CheckpointError",
+    "CouplingFlowSettings",
     "Flow",
     "FlowSettings",
     "FlowProposal",
@@ -40,6 +50,7 @@ __all__ = [
     "TrainSettings",
     "Trainer",
     "build_flow",
+    "flow_settings",
     "ess_kish",
     "imh_acceptance",
     "init_from_checkpoint",

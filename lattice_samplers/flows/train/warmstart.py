@@ -16,7 +16,8 @@ from typing import Any
 import torch
 
 from lattice_samplers.flows.checkpoint import CheckpointError, read_checkpoint
-from lattice_samplers.flows.model import Flow, architecture_key, flow_family
+from lattice_samplers.flows.model import Flow
+from lattice_samplers.flows.settings import architecture_key, flow_family
 
 __all__ = ["init_from_checkpoint", "init_from_flow", "load_matching_weights"]
 
