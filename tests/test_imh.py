@@ -13,7 +13,7 @@ from lattice_samplers.samplers.imh import (
     IndependenceMetropolisSampler,
     imh_diagnostics,
 )
-from lattice_samplers.summary import check_mean
+from lattice_samplers.testing.checks import check_mean
 from lattice_samplers.theory import Phi4Theory
 
 FREE = Phi4Theory.create(4, "albergo", m2=1.0, lam=0.0)

@@ -14,7 +14,7 @@ from helpers import run_chains
 
 from lattice_samplers import exact, observables
 from lattice_samplers.samplers import SAMPLERS, Sampler
-from lattice_samplers.summary import Check, check_mean
+from lattice_samplers.testing.checks import Check, check_mean
 from lattice_samplers.theory import Phi4Theory
 
 K_SIGMA = 4.0

@@ -13,7 +13,8 @@ import pytest
 from helpers import run_chains
 
 from lattice_samplers.samplers import HMCSampler
-from lattice_samplers.summary import check_mean, summarize_series
+from lattice_samplers.summary import summarize_series
+from lattice_samplers.testing.checks import check_mean
 from lattice_samplers.theory import Phi4Theory
 
 L8 = Phi4Theory.create(8, "ising", beta=0.576, lam=0.5)

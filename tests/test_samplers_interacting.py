@@ -16,7 +16,7 @@ from helpers import run_chains
 from lattice_samplers import exact
 from lattice_samplers.driver import RunResult
 from lattice_samplers.samplers import SAMPLERS
-from lattice_samplers.summary import Check, check_agreement, check_mean
+from lattice_samplers.testing.checks import Check, check_agreement, check_mean
 from lattice_samplers.theory import Phi4Theory
 
 K_SIGMA = 4.0
