@@ -21,7 +21,7 @@ TINY = [
     "--set", "train.n_steps=20",
     "--set", "train.batch_size=128",
     "--set", "train.eval_batch_size=256",
-    "--set", "imh.batch_size=512",
+    "--set", "flow_sampler.batch_size=512",
     "--no-progress",
 ]  # fmt: skip
 
@@ -40,6 +40,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, object]:
 
 def test_json_shape(tiny_run: tuple[dict, object]) -> None:
     summary, _ = tiny_run
+    assert summary["samplers"]["flow"]["settings"]["batch_size"] == 512  # [flow_sampler]
     assert summary["theory"]["L"] == 4
     assert set(summary["samplers"]) == {"metropolis", "hmc", "cluster", "flow"}
     for name, s in summary["samplers"].items():
@@ -175,6 +176,8 @@ def test_flow_can_be_sampled_with_more_ode_steps(tiny_run: tuple[dict, object], 
         ({"run": {"n_chains": "four"}}, "n_chains"),
         ({"flow": {"family": "coupling", "coupling": "magic"}}, "magic"),
         ({"compare": {"flow_ode_steps": 0}}, "flow_ode_steps"),
+        ({"imh": {"batch_size": 512}}, r"^\[imh\] is now \[flow_sampler\]"),
+        ({"flow_sampler": {"batch_size": 0}}, r"\[flow_sampler\] batch_size"),
     ],
 )
 def test_bad_config(config: dict, message: str) -> None:

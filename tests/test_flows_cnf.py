@@ -27,7 +27,7 @@ from lattice_samplers.flows.cnf import (  # noqa: E402
     orbit_stencils,
     transferable,
 )
-from lattice_samplers.samplers.imh import IMHSettings, IndependenceMetropolisSampler  # noqa: E402
+from lattice_samplers.samplers.flow import FlowSampler, FlowSamplerSettings  # noqa: E402
 from lattice_samplers.specs import flow_specs  # noqa: E402
 from lattice_samplers.theory import Phi4Theory  # noqa: E402
 from lattice_samplers.workflows.train.session import train_flow  # noqa: E402
@@ -325,8 +325,8 @@ def test_checkpoint_round_trip(tmp_path) -> None:
 def test_proposal_and_independence_metropolis() -> None:
     free = Phi4Theory.create(L, "ising", beta=0.3, lam=0.0)
     flow = build_flow(free, CNFSettings(ode_steps=4, kernel_radius=1), seed=0)
-    sampler = IndependenceMetropolisSampler(
-        free, IMHSettings(batch_size=512), proposal=FlowProposal(flow, seed=1)
+    sampler = FlowSampler(
+        free, FlowSamplerSettings(batch_size=512), proposal=FlowProposal(flow, seed=1)
     )
     result = run_chains(sampler, 1000, n_therm=10, seed=2, progress=False)
     # the free-field base is exact for a free theory, the CNF starts near the identity

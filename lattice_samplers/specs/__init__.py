@@ -12,7 +12,8 @@ never raw sections.  Section schemas, shared by every command that has the secti
   way by ``sample`` and ``compare``; ``sample`` picks one with ``[sampler] kind`` (settings
   may also sit in ``[sampler]`` itself, as in earlier versions).
 * ``[flow]``, ``[train]``: the flow's architecture and training (torch is loaded only when a
-  config has them); ``[imh]``: the flow sampler's independence Metropolis settings.
+  config has them); ``[flow_sampler]``: the flow sampler's independence Metropolis settings
+  (the section was called ``[imh]`` before; that name is refused with a pointer to the new one).
 * ``[curriculum]`` (``train`` only, optional): warm-start stages over lattice sizes,
   :class:`CurriculumSpec`.
 * ``[compare]``: :class:`CompareSettings`; ``[tune]``: :class:`TuneSettings`;
@@ -35,7 +36,7 @@ from typing import Any
 from lattice_samplers.config import ConfigError, check_sections, section_to_dataclass
 from lattice_samplers.driver import RunSettings
 from lattice_samplers.samplers import SAMPLERS, Sampler
-from lattice_samplers.samplers.imh import IMHSettings
+from lattice_samplers.samplers.flow import FlowSamplerSettings
 from lattice_samplers.specs.common import (
     ALL_SAMPLERS,
     CLASSICAL,
@@ -161,7 +162,7 @@ class CompareSpec:
     samplers: dict[str, Sampler]  # the classical ones; the flow sampler is built later
     flow_config: Any = None
     train_config: Any = None
-    imh: IMHSettings = field(default_factory=IMHSettings)
+    flow_sampler: FlowSamplerSettings = field(default_factory=FlowSamplerSettings)
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     flow_checkpoint: Path | None = None
     flow_record: dict[str, Any] | None = None  # the checkpoint's contents, read and checked once
@@ -183,7 +184,16 @@ COMPARE_DEFAULT_TRAIN: dict[str, Any] = {
 }
 
 #: Sections a ``compare`` config may have.
-COMPARE_SECTIONS = ("theory", "run", "compare", "analysis", *CLASSICAL, "flow", "train", "imh")
+COMPARE_SECTIONS = (
+    "theory",
+    "run",
+    "compare",
+    "analysis",
+    *CLASSICAL,
+    "flow",
+    "train",
+    "flow_sampler",
+)
 
 
 def compare_spec(
@@ -194,6 +204,10 @@ def compare_spec(
     A partial ``[theory]`` is completed from the default point; ``flow_checkpoint`` overrides
     ``[compare]``'s and is read here, once.
     """
+    if "imh" in config:
+        raise ConfigError(
+            "[imh] is now [flow_sampler] (the flow sampler's settings); rename the section"
+        )
     check_sections(config, COMPARE_SECTIONS)
     theory = theory_from_config(config, complete_from_default=True)
     run = section_to_dataclass(RunSettings, config.get("run"), "run")
@@ -209,7 +223,9 @@ def compare_spec(
     effective = {**dict(config), "theory": theory.to_dict(), "run": dataclasses.asdict(run)}
     effective["theory"].pop("hopping_form", None)
     spec = CompareSpec(effective, theory, run, compare, samplers)
-    spec.imh = section_to_dataclass(IMHSettings, config.get("imh"), "imh")
+    spec.flow_sampler = section_to_dataclass(
+        FlowSamplerSettings, config.get("flow_sampler"), "flow_sampler"
+    )
     spec.analysis = section_to_dataclass(AnalysisSettings, config.get("analysis"), "analysis")
     checkpoint = flow_checkpoint if flow_checkpoint is not None else compare.flow_checkpoint
     if checkpoint is not None:

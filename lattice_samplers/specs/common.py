@@ -30,7 +30,8 @@ DEFAULT_THEORY: dict[str, Any] = {"L": 8, "parametrization": "ising", "beta": 0.
 #: The classical samplers, each configured by the section of its name.
 CLASSICAL: tuple[str, ...] = ("metropolis", "hmc", "cluster")
 #: The flow sampler's name in configs, tables and JSON: independence Metropolis with a
-#: trained flow as the proposal (its settings: ``[imh]``; the flow: ``[flow]``, ``[train]``).
+#: trained flow as the proposal (its settings: ``[flow_sampler]``; the flow: ``[flow]``,
+#: ``[train]``).
 FLOW_SAMPLER = "flow"
 ALL_SAMPLERS: tuple[str, ...] = (*CLASSICAL, FLOW_SAMPLER)
 #: The sampler of ``sample`` when ``[sampler] kind`` is not given.

@@ -20,7 +20,7 @@ Config sections (all optional; unknown sections or keys are errors):
   ``flow_checkpoint`` (use a trained flow instead of training);
 * ``[metropolis]``, ``[hmc]``, ``[cluster]``: settings of each classical sampler;
 * ``[flow]``, ``[train]``: architecture and training of the flow (see ``lattice-samplers
-  train``); ``[imh]``: ``batch_size`` of the independence Metropolis proposals.
+  train``); ``[flow_sampler]``: ``batch_size`` of the independence Metropolis proposals.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from lattice_samplers.config import ConfigError
 from lattice_samplers.cost import break_even, cost_per_effective_sample
 from lattice_samplers.driver import RunResult, run_sampler, write_results
 from lattice_samplers.records import json_safe, versions, write_csv, write_json
-from lattice_samplers.samplers.imh import IndependenceMetropolisSampler, imh_diagnostics
+from lattice_samplers.samplers.flow import FlowSampler, flow_diagnostics
 from lattice_samplers.specs import ALL_SAMPLERS, CLASSICAL, FLOW_SAMPLER, CompareSpec, compare_spec
 from lattice_samplers.summary import (
     diagnostics,
@@ -247,7 +247,7 @@ def run_comparison(
         )
         diag = diagnostics(result)
         if name == FLOW_SAMPLER:
-            diag.update(imh_diagnostics(result.stats["accepted"], result.stats["log_weight"]))
+            diag.update(flow_diagnostics(result.stats["accepted"], result.stats["log_weight"]))
         runs[name] = SamplerRun(
             name,
             result,
@@ -285,7 +285,7 @@ def run_comparison(
             if "ode_steps" in flow.arch:
                 training["sampling_ode_steps"] = int(flow.arch["ode_steps"])
             proposal = FlowProposal(flow)
-            flow_sampler = IndependenceMetropolisSampler(plan.theory, plan.imh, proposal=proposal)
+            flow_sampler = FlowSampler(plan.theory, plan.flow_sampler, proposal=proposal)
     for name in names:
         if name == FLOW_SAMPLER:
             execute(name, flow_sampler, float(training["train_seconds"]))
