@@ -32,7 +32,7 @@ from typing import Any
 
 from _common import JOBS, finish, report, write_csv
 
-from lattice_samplers.scaling import DEFAULT_TARGETS, fit_growth, lognormal_acceptance
+from lattice_samplers.growth_fits import DEFAULT_TARGETS, fit_growth, lognormal_acceptance
 from lattice_samplers.scan import run_scan
 
 __all__ = ["collect", "figures", "fits", "main", "scan_config"]

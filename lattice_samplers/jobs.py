@@ -14,7 +14,7 @@ workflows to it.  :data:`JOBS` maps a name to a :class:`~lattice_samplers.scan.J
 
 Each workflow provides its hooks (``*_task``, ``validate_*``, ``summarize_*``); this module
 only binds them.  ``sample``, ``compare`` and ``train`` resolve ``theory.beta = "tuned"`` per
-task in their ``prepare`` hook (:func:`lattice_samplers.tuned.resolve_tuned`).  torch is
+task in their ``prepare`` hook (:func:`lattice_samplers.beta_table.resolve_tuned`).  torch is
 loaded only when a flow is built.
 """
 
@@ -25,10 +25,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lattice_samplers.beta_table import resolve_tuned
 from lattice_samplers.records import write_json, write_text
 from lattice_samplers.scan import Job
 from lattice_samplers.testing.selftest import SELFTEST_JOB
-from lattice_samplers.tuned import resolve_tuned
 from lattice_samplers.workflows import compare as compare_workflow
 from lattice_samplers.workflows import sample as sample_workflow
 from lattice_samplers.workflows import train as train_workflow

@@ -5,7 +5,7 @@ overrides) becomes a frozen, validated spec here and nowhere else; the workflows
 never raw sections.  Section schemas, shared by every command that has the section:
 
 * ``[theory]``: ``L``, ``parametrization`` (default ``ising``) and its couplings; the ising
-  ``beta`` may be ``"tuned"`` (the packaged beta(L) table, :mod:`lattice_samplers.tuned`).
+  ``beta`` may be ``"tuned"`` (the packaged beta(L) table, :mod:`lattice_samplers.beta_table`).
   ``compare`` completes a partial ``[theory]`` from :data:`DEFAULT_THEORY`.
 * ``[run]``: :class:`lattice_samplers.driver.RunSettings` (its defaults are the defaults).
 * ``[metropolis]``, ``[hmc]``, ``[cluster]``: each classical sampler's settings, read the same

@@ -7,10 +7,10 @@ import numbers
 from collections.abc import Mapping
 from typing import Any
 
+from lattice_samplers.beta_table import resolve_tuned
 from lattice_samplers.config import ConfigError, section_to_dataclass
 from lattice_samplers.samplers import SAMPLERS, Sampler
 from lattice_samplers.theory import PARAMETRIZATIONS, Phi4Theory
-from lattice_samplers.tuned import resolve_tuned
 
 __all__ = [
     "ALL_SAMPLERS",

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lattice_samplers.config import ConfigError, check_sections, section_to_dataclass
-from lattice_samplers.scaling import DEFAULT_TARGETS
+from lattice_samplers.growth_fits import DEFAULT_TARGETS
 from lattice_samplers.specs.common import is_int, section_table, theory_from_config
 from lattice_samplers.theory import Phi4Theory
 

@@ -29,9 +29,9 @@ The table.  ``lattice-samplers tune --L 6 8 ... 20 --lam 0.5 --out data/tuning``
 ``tune`` scan task per L (:mod:`lattice_samplers.scan`, so it resumes) and writes
 ``beta_tuned.csv`` and ``beta_tuned.json``.  Configs refer to it by name:
 ``theory.beta = "tuned"`` means "the tabulated beta for this L and lam at xi/L = 0.25", and
-``"tuned:0.5"`` selects the xi/L = 0.5 rows (:func:`lattice_samplers.tuned.resolve_tuned`).
+``"tuned:0.5"`` selects the xi/L = 0.5 rows (:func:`lattice_samplers.beta_table.resolve_tuned`).
 The table ships with the package; ``LATTICE_SAMPLERS_TUNING_TABLE`` names another one
-(:mod:`lattice_samplers.tuned`).
+(:mod:`lattice_samplers.beta_table`).
 """
 
 from __future__ import annotations
@@ -46,13 +46,13 @@ from typing import Any
 import numpy as np
 
 from lattice_samplers import observables
+from lattice_samplers.beta_table import TABLE_COLUMNS
 from lattice_samplers.config import require_memory
 from lattice_samplers.driver import BlockReport, RunSettings, run_sampler
 from lattice_samplers.records import write_csv, write_json
 from lattice_samplers.samplers import make_sampler
 from lattice_samplers.specs import TuneSettings, tune_settings
 from lattice_samplers.theory import Phi4Theory
-from lattice_samplers.tuned import TABLE_COLUMNS
 from lattice_samplers.workflows.beta_search import SearchSettings, XiPoint, find_crossing
 
 __all__ = [

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from lattice_samplers.config import ConfigError
-from lattice_samplers.scaling import first_reached
+from lattice_samplers.growth_fits import first_reached
 from lattice_samplers.specs import train_spec
 
 __all__ = ["summarize_train", "train_task", "validate_train"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lattice_samplers.config import ConfigError
-from lattice_samplers.scaling import (
+from lattice_samplers.growth_fits import (
     first_reached,
     fit_growth,
     lognormal_acceptance,
