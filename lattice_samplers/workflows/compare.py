@@ -2,14 +2,15 @@
 
 All samplers run on the same theory, the same machine and in the same process, one after the
 other, with the same chain lengths (``[run]``), and are summarized by the same code
-(:func:`lattice_samplers.summary.summarize_observables`, Gamma method, lattice convention
-tau_int = 1/2 + sum rho).  For every observable the comparison reports core seconds (summed
-over chains: hardware neutral, independent of ``[run] workers``) per effective sample of
-production alone and with the flow's training seconds added, and the elapsed (wall) seconds per
-effective sample beside them (:mod:`lattice_samplers.cost`), the flow's break-even chain
-length against each classical sampler, and a consistency check: a sampler whose estimate
-disagrees (beyond ``k_sigma`` combined errors) with most of the other samplers is flagged (see
-:func:`_consistency`).
+(:func:`lattice_samplers.summary.summarize_observables`, lattice convention tau_int = 1/2 + sum
+rho; tau_int, errors, ESS and costs come from ``[analysis] tau_estimator``, ArviZ by default,
+with the Gamma method's tau_int reported beside it). For every observable the comparison
+reports core seconds (summed over chains: hardware neutral, independent of ``[run] workers``)
+per effective sample of production alone and with the flow's training seconds added, and the
+elapsed (wall) seconds per effective sample beside them (:mod:`lattice_samplers.cost`), the
+flow's break-even chain length against each classical sampler, and a consistency check: a
+sampler whose estimate disagrees (beyond ``k_sigma`` combined errors) with most of the other
+samplers is flagged (see :func:`_consistency`).
 
 Config sections (all optional; unknown sections or keys are errors):
 
