@@ -13,6 +13,7 @@ from lattice_samplers.samplers.flow import (
     FlowSamplerSettings,
     flow_diagnostics,
 )
+from lattice_samplers.testing.broken import broken_sampler
 from lattice_samplers.testing.checks import check_mean
 from lattice_samplers.theory import Phi4Theory
 
@@ -32,9 +33,8 @@ class WrongMassProposal:
 
 
 def _run(proposal, broken: str = "", n_steps: int = 20_000, seed: int = 3, theory=FREE):
-    sampler = FlowSampler(
-        theory, FlowSamplerSettings(batch_size=2048), proposal=proposal, _broken=broken
-    )
+    cls = broken_sampler("flow", broken) if broken else FlowSampler
+    sampler = cls(theory, FlowSamplerSettings(batch_size=2048), proposal=proposal)
     return run_chains(sampler, n_steps, n_therm=100, n_chains=2, seed=seed, progress=False)
 
 

@@ -91,9 +91,6 @@ class FlowSampler(Sampler):
         Batch size.
     proposal : Proposal
         ``sample(n, rng) -> (phi, log_q)``.
-    _broken : str, optional
-        Test-only negative control ``"ignore_log_q"``: weights ``-S`` instead of
-        ``-S - log q`` (an independence sampler that forgets to correct for its proposal).
     """
 
     kind: ClassVar[str] = "flow"
@@ -101,7 +98,6 @@ class FlowSampler(Sampler):
     #: per step: accepted, the proposal's log weight, 1 if that weight was not finite
     stat_names: ClassVar[tuple[str, ...]] = ("accepted", "log_weight", "nonfinite")
     tuned_setting: ClassVar[str | None] = None
-    broken_variants: ClassVar[tuple[str, ...]] = ("ignore_log_q",)
 
     def __init__(
         self,
@@ -109,13 +105,12 @@ class FlowSampler(Sampler):
         settings: FlowSamplerSettings | None = None,
         *,
         proposal: Proposal,
-        _broken: str = "",
         **overrides: Any,
     ) -> None:
         if not isinstance(proposal, Proposal):
             raise TypeError("proposal must have a method sample(n, rng) -> (phi, log_q)")
         self.proposal = proposal
-        super().__init__(theory, settings, _broken=_broken, **overrides)
+        super().__init__(theory, settings, **overrides)
 
     # ------------------------------------------------------------------ proposals
     def _draw(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -135,8 +130,11 @@ class FlowSampler(Sampler):
         obs = measure(self.theory, phi)
         for k, name in enumerate(OBSERVABLE_NAMES):
             scalars[:, 1 + k] = obs[name]
-        log_w = -scalars[:, 0] if self._broken == "ignore_log_q" else -scalars[:, 0] - log_q
-        return phi, log_w, scalars
+        return phi, self.log_weight(scalars[:, 0], log_q), scalars
+
+    def log_weight(self, action: np.ndarray, log_q: np.ndarray) -> np.ndarray:
+        """Importance log weights of proposals, log w = -S - log q (float64)."""
+        return -action - log_q
 
     # ------------------------------------------------------------------ Sampler interface
     def init(self, phi0: np.ndarray | None = None, rng: np.random.Generator | None = None) -> State:

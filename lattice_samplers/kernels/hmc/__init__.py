@@ -13,8 +13,6 @@ Integrators (``integrator`` argument):
   kick(lam eps) drift(eps/2) kick((1 - 2 lam) eps) drift(eps/2) kick(lam eps), lam ~ 0.1932,
   with adjacent kicks merged; two force evaluations per step, about ten times smaller energy
   error than leapfrog at equal step size.
-* ``BROKEN_EULER`` -- *test-only negative control*: symplectic Euler kick(eps) drift(eps),
-  volume preserving but not time reversible, so HMC built on it is biased.
 
 The force at the end of a trajectory is stored, so the next trajectory starts without
 recomputing it: a trajectory costs n_leapfrog (leapfrog) or 2 n_leapfrog (Omelyan) force
@@ -35,10 +33,8 @@ Modules: :mod:`.layout` (row-padded buffers), :mod:`.integrators` (leapfrog, Ome
 fused passes, :func:`integrate`), :mod:`.block` (:func:`hmc_block`).
 """
 
-from lattice_samplers.kernels.common import BROKEN_NONE, BROKEN_REVERSED_ACCEPT
-from lattice_samplers.kernels.hmc.block import BROKEN_NO_REFRESH, HMC_STAT_NAMES, hmc_block
+from lattice_samplers.kernels.hmc.block import HMC_STAT_NAMES, hmc_block
 from lattice_samplers.kernels.hmc.integrators import (
-    BROKEN_EULER,
     LEAPFROG,
     OMELYAN,
     OMELYAN_LAMBDA,
@@ -49,10 +45,6 @@ from lattice_samplers.kernels.hmc.integrators import (
 )
 
 __all__ = [
-    "BROKEN_EULER",
-    "BROKEN_NONE",
-    "BROKEN_NO_REFRESH",
-    "BROKEN_REVERSED_ACCEPT",
     "HMC_STAT_NAMES",
     "LEAPFROG",
     "OMELYAN",

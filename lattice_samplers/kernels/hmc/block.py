@@ -12,20 +12,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from lattice_samplers.kernels.common import accept_sign, accept_test, observables_from_sums
+from lattice_samplers.kernels.common import accept_test, observables_from_sums
 from lattice_samplers.kernels.counter_rng import draw_key
 from lattice_samplers.kernels.hmc.integrators import trajectory
 from lattice_samplers.kernels.hmc.layout import pad_into, unpad_into
 
-#: Test-only ``broken`` code of the no-refresh control.  Every negative control has its own
-#: code: reversed accept 1 (kernels.common), the Euler integrator 2 (kernels.hmc.integrators),
-#: bonds always 3 (kernels.cluster), no refresh 4.
-BROKEN_NO_REFRESH = 4
-
 #: Per-trajectory statistics written by :func:`hmc_block`, in column order.
 HMC_STAT_NAMES: tuple[str, ...] = ("accepted", "acceptance_prob", "delta_h", "exp_minus_delta_h")
 
-__all__ = ["BROKEN_NO_REFRESH", "HMC_STAT_NAMES", "hmc_block"]
+__all__ = ["HMC_STAT_NAMES", "hmc_block"]
 
 
 @njit(cache=True, nogil=True)
@@ -48,7 +43,6 @@ def hmc_block(
     thin: int,
     obs_out: np.ndarray,
     stats_out: np.ndarray,
-    broken: int,
 ) -> None:
     """Run ``n_steps`` HMC trajectories in place, recording observables every ``thin``.
 
@@ -61,7 +55,7 @@ def hmc_block(
     phi, force : ndarray, shape (L0, L1), C-contiguous
         Current field and its force dS/dphi; updated in place.
     mom : ndarray, shape (L0, L1), C-contiguous
-        Momentum buffer (carried between trajectories only by the no-refresh control).
+        Momentum buffer (refreshed at the start of every trajectory).
     current : ndarray, shape (1 + N_OBS,)
         [action incl. constant, observables...] of ``phi``; updated in place.
     metropolis : bool
@@ -72,10 +66,7 @@ def hmc_block(
         Per trajectory, :data:`HMC_STAT_NAMES`: accepted (0/1), min(1, exp(-delta_h)) (0 for
         non-finite delta_h), delta_h (as computed, possibly NaN/inf), exp(-delta_h) (0 for
         non-finite delta_h).
-    broken : int
-        Test-only negative controls: ``BROKEN_REVERSED_ACCEPT`` or ``BROKEN_NO_REFRESH``.
     """
-    sign = accept_sign(broken)
     L0, L1 = phi.shape
     volume = L0 * L1
     # Work buffers, once per block.  Accepting swaps the roles of the buffers instead of
@@ -90,9 +81,8 @@ def hmc_block(
     obs_new = np.empty(current.shape[0] - 1)
     sums = np.empty(4)
     swapped = False
-    refresh = broken != BROKEN_NO_REFRESH
     for t in range(n_steps):
-        key = draw_key(rng) if refresh else np.uint64(0)
+        key = draw_key(rng)
         k_old, k_new = trajectory(
             cur_phi,
             new_phi,
@@ -101,7 +91,7 @@ def hmc_block(
             cur_force,
             new_force,
             sums,
-            refresh,
+            True,
             key,
             step_size,
             n_leapfrog,
@@ -119,7 +109,7 @@ def hmc_block(
         # Sign convention: delta_h = H_new - H_old, accept if log(u) < -delta_h.
         delta_h = (s_new - current[0]) + (k_new - k_old)
         if metropolis:
-            accepted = accept_test(delta_h, rng.standard_exponential(), sign)
+            accepted = accept_test(delta_h, rng.standard_exponential())
         else:
             accepted = True
         if accepted:

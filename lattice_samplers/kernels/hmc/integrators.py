@@ -7,8 +7,9 @@
   kick(lam eps) drift(eps/2) kick((1 - 2 lam) eps) drift(eps/2) kick(lam eps), lam ~ 0.1932,
   with adjacent kicks merged; two force evaluations per step, about ten times smaller energy
   error than leapfrog at equal step size.
-* ``BROKEN_EULER`` -- *test-only negative control*: symplectic Euler kick(eps) drift(eps),
-  volume preserving but not time reversible, so HMC built on it is biased.
+
+Both are time reversible and volume preserving; the non-reversible integrator of the negative
+controls is built in :mod:`lattice_samplers.testing` by replacing :func:`step_schedule`.
 
 The arithmetic passes are compiled with a fastmath subset that keeps NaN/inf semantics.  The
 Gaussian momenta come from :func:`lattice_samplers.kernels.counter_rng.normal_fill`, a
@@ -33,13 +34,11 @@ from lattice_samplers.kernels.hmc.layout import (
 
 LEAPFROG = 0
 OMELYAN = 1
-BROKEN_EULER = 2  # test-only: non-reversible integrator
 
 #: Omelyan's minimum-norm parameter for the 2nd-order scheme.
 OMELYAN_LAMBDA = 0.1931833275037836
 
 __all__ = [
-    "BROKEN_EULER",
     "LEAPFROG",
     "OMELYAN",
     "OMELYAN_LAMBDA",
@@ -48,6 +47,7 @@ __all__ = [
     "integrate",
     "kinetic_energy",
     "refresh_momenta",
+    "step_schedule",
     "trajectory",
 ]
 
@@ -295,6 +295,19 @@ def compute_force(phi: np.ndarray, h: float, c2: float, c4: float, out: np.ndarr
     force_into(pad, out.reshape(L0 * L1), h, 2.0 * c2, 4.0 * c4, L0, L1)
 
 
+@njit(cache=True, inline="always")
+def step_schedule(
+    integrator: int, n_leapfrog: int, eps: float, lam: float
+) -> tuple[int, float, float, float]:
+    """(drifts, first kick, last kick, drift) of a trajectory; inner kicks: see trajectory."""
+    if integrator == OMELYAN:
+        # kick(lam) drift(1/2) kick(1 - 2 lam) drift(1/2) [kick(2 lam) drift(1/2) ...] kick(lam):
+        # the closing lam-kick of a step and the opening one of the next share their force.
+        return 2 * n_leapfrog, lam * eps, lam * eps, 0.5 * eps
+    # LEAPFROG: kick(1/2) drift [kick drift ...] kick(1/2)
+    return n_leapfrog, 0.5 * eps, 0.5 * eps, eps
+
+
 @njit(cache=True)
 def trajectory(
     src: np.ndarray,
@@ -326,26 +339,7 @@ def trajectory(
     eps = step_size
     a = 2.0 * c2
     b = 4.0 * c4
-    if integrator == OMELYAN:
-        # kick(lam) drift(1/2) kick(1 - 2 lam) drift(1/2) [kick(2 lam) drift(1/2) ...] kick(lam):
-        # the closing lam-kick of a step and the opening one of the next share their force.
-        n_drifts = 2 * n_leapfrog
-        first_kick = lam * eps
-        last_kick = lam * eps
-        drift = 0.5 * eps
-    elif integrator == LEAPFROG:
-        # kick(1/2) drift [kick drift ...] kick(1/2)
-        n_drifts = n_leapfrog
-        first_kick = 0.5 * eps
-        last_kick = 0.5 * eps
-        drift = eps
-    else:
-        # BROKEN_EULER (negative control): [kick(eps) drift(eps)] ..., force at the start of
-        # each step: volume preserving but not time reversible.
-        n_drifts = n_leapfrog
-        first_kick = eps
-        last_kick = 0.0
-        drift = eps
+    n_drifts, first_kick, last_kick, drift = step_schedule(integrator, n_leapfrog, eps, lam)
     # the drifted fields alternate between the two buffers; the n-th must be dst
     x, y = (dst, tmp) if n_drifts % 2 == 1 else (tmp, dst)
     if refresh:
@@ -396,7 +390,7 @@ def integrate(
     force_out : ndarray, shape (L0, L1), C-contiguous
         Receives dS/dphi at the final field.
     integrator : int
-        ``LEAPFROG``, ``OMELYAN`` or the test-only ``BROKEN_EULER``.
+        ``LEAPFROG`` or ``OMELYAN``.
     lam : float
         Omelyan's parameter (ignored by the other integrators).
 
