@@ -1,7 +1,7 @@
 """HMC: the AR(1) autocorrelation oracle, integrator reversibility, energy-error scaling, Creutz.
 
-The non-reversible integrator (test-only ``_broken="nonreversible"``) must fail the same
-reversibility and scaling checks that leapfrog and Omelyan pass.
+The non-reversible integrator (:class:`lattice_samplers.testing.broken.NonReversibleHMC`) must
+fail the same reversibility and scaling checks that leapfrog and Omelyan pass.
 """
 
 from __future__ import annotations
