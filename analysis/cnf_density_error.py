@@ -97,13 +97,13 @@ def _flows(args: argparse.Namespace) -> list[tuple[str, Any, dict[str, Any]]]:
     import torch
 
     from lattice_samplers.flows.checkpoint import checkpoint_theory, load_flow, read_checkpoint
-    from lattice_samplers.flows.model import FlowSettings, build_flow
+    from lattice_samplers.flows.model import CNFSettings, build_flow
     from lattice_samplers.theory import Phi4Theory
 
     out = []
     if args.quick:
         theory = Phi4Theory.create(6, "ising", beta=0.537209, lam=0.5)
-        flow = build_flow(theory, FlowSettings(family="cnf", dtype="float64"), seed=1)
+        flow = build_flow(theory, CNFSettings(dtype="float64"), seed=1)
         with torch.no_grad():  # a generic, clearly non-identity map
             for p in flow.parameters():
                 p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(2),

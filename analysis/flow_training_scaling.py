@@ -1,9 +1,10 @@
 """Flow training cost against L at fixed xi = L/4 (arXiv:2112.15532, figures a, b and e).
 
-Trains the paper's model family (the default flow: 8 dense Z2-equivariant affine couplings,
-hidden width 2 L^2, global rescaling) at each L with the same per-step settings, at
-lam = 0.5 and beta(L) from the tuning table (data/tuning), through the scan machinery: each L
-is one resumable task, so an interrupted run continues where it stopped.
+Trains the paper's model family (``family = "coupling"`` with its defaults: 8 dense
+Z2-equivariant affine couplings, hidden width 2 L^2, global rescaling) at each L with the
+same per-step settings, at lam = 0.5 and beta(L) from the tuning table (data/tuning),
+through the scan machinery: each L is one resumable task, so an interrupted run continues
+where it stopped.
 
 Writes into --out (default data/scaling):
 
@@ -31,7 +32,7 @@ from typing import Any
 
 from _common import JOBS, finish, report, write_csv
 
-from lattice_samplers.scaling import DEFAULT_TARGETS, fit_growth, lognormal_acceptance
+from lattice_samplers.growth_fits import DEFAULT_TARGETS, fit_growth, lognormal_acceptance
 from lattice_samplers.scan import run_scan
 
 __all__ = ["collect", "figures", "fits", "main", "scan_config"]
@@ -84,6 +85,7 @@ def scan_config(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "scan": {"job": "train", "grid": {"theory.L": list(args.L)}, "seed": args.seed},
         "theory": {"parametrization": "ising", "beta": "tuned", "lam": args.lam},
+        "flow": {"family": "coupling"},  # the paper's family (the default flow is cnf)
         "train": train,
         "study": {"targets": list(args.targets)},
     }

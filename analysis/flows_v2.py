@@ -15,7 +15,7 @@ Writes into --out (default data/scaling/flows_v2):
   ``seconds_to_*`` (empty where the target was not reached);
 * ``training_histories.csv``: held-out acceptance against step and training seconds;
 * ``training_summary.json``: the rows, per-(variant, L) seed means and errors, growth fits
-  (:func:`lattice_samplers.scaling.fit_growth`) of steps and seconds to each target, provenance;
+  (:func:`lattice_samplers.growth_fits.fit_growth`) of steps and seconds to each target, provenance;
 * ``training_table.md``: the README's table (seed means ± standard errors per variant and L);
 * figures/``acceptance_vs_seconds.png``, ``cost_to_target.png``, ``logweight_per_site.png``.
 
@@ -39,8 +39,8 @@ from typing import Any
 
 from _common import JOBS, finish, plus_minus, report, write_csv
 
+from lattice_samplers.growth_fits import DEFAULT_TARGETS, fit_growth
 from lattice_samplers.records import write_text
-from lattice_samplers.scaling import DEFAULT_TARGETS, fit_growth
 from lattice_samplers.scan import run_scan
 
 __all__ = [

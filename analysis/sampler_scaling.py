@@ -139,7 +139,7 @@ def scan_config(args: argparse.Namespace, flows: dict[int, Path]) -> dict[str, A
         },
         "theory": {"parametrization": "ising", "beta": "tuned", "lam": 0.5},
         "run": {"n_steps": args.n_steps, "n_therm": args.n_therm, "n_chains": args.n_chains},
-        "imh": {"batch_size": args.imh_batch},
+        "flow_sampler": {"batch_size": args.imh_batch},
     }
 
 

@@ -132,7 +132,7 @@ def _hmc_runs(sampler: HMCSampler, phi: np.ndarray, n_fast: int, n_slow: int) ->
             state.phi, state.aux["force"], state.aux["momentum"], state.scalars,
             s.step_size, N_LEAPFROG, khmc.LEAPFROG, s.omelyan_lambda, True, h, c2, c4,
             theory.c0, np.random.default_rng(1), n_fast, 1, np.empty((n_fast, N_OBS)),
-            np.empty((n_fast, 4)), 0,
+            np.empty((n_fast, 4)),
         )  # fmt: skip
 
     def old() -> None:
@@ -194,10 +194,11 @@ def _metropolis_runs(sampler: MetropolisSampler, phi: np.ndarray, n_fast: int, n
 
     def block(module) -> None:
         state = sampler.init(phi, np.random.default_rng(0))
+        control = () if module is kmet else (0,)  # the previous kernels took a test switch
         module.metropolis_block(
             state.phi, state.scalars, width, 1, True, h, c2, c4, theory.c0,
             np.random.default_rng(1), n_fast, n_fast, np.empty((1, N_OBS)),
-            np.empty((n_fast, 1)), 0,
+            np.empty((n_fast, 1)), *control,
         )  # fmt: skip
 
     def slow() -> None:
@@ -243,7 +244,7 @@ def _wolff_loop(phi: np.ndarray, h: float, rng: np.random.Generator, n: int) -> 
     stack = np.empty((2, phi.size + 1), dtype=np.int64)
     flipped = 0
     for _ in range(n):
-        flipped += wolff_update(phi, h, rng, stack, 0)
+        flipped += wolff_update(phi, h, rng, stack)
     return flipped
 
 

@@ -36,7 +36,13 @@ import time
 import torch
 import torch.nn.functional as F
 
-from lattice_samplers.flows import FlowProposal, FlowSettings, TrainSettings
+from lattice_samplers.flows import (
+    CNFSettings,
+    CouplingFlowSettings,
+    FlowProposal,
+    FlowSettings,
+    TrainSettings,
+)
 from lattice_samplers.flows.action import phi4_action
 from lattice_samplers.flows.cnf import EquivariantCNFLayer
 from lattice_samplers.flows.layers import (
@@ -52,12 +58,12 @@ BETA = {8: 0.576, 16: 0.633, 20: 0.645}  # the paper's beta(L), lam = 0.5
 
 
 def family_config(family: str, dtype: str) -> FlowSettings:
-    """The two benchmarked architecture families."""
+    """The benchmarked architectures: dense and conv couplings, and the cnf flow."""
     if family == "dense":
-        return FlowSettings(dtype=dtype)
+        return CouplingFlowSettings(dtype=dtype)
     if family == "cnf":
-        return FlowSettings(family="cnf", dtype=dtype)
-    return FlowSettings(
+        return CNFSettings(dtype=dtype)
+    return CouplingFlowSettings(
         conditioner="conv", n_layers=16, hidden=(8, 8), equivariant=False, dtype=dtype
     )
 

@@ -25,7 +25,7 @@ import numpy as np
 from lattice_samplers.driver import RunResult, RunSettings, run_sampler
 from lattice_samplers.exact import FreeFieldSampler
 from lattice_samplers.samplers import HMCSampler, MetropolisSampler, Sampler
-from lattice_samplers.samplers.imh import IMHSettings, IndependenceMetropolisSampler
+from lattice_samplers.samplers.flow import FlowSampler, FlowSamplerSettings
 from lattice_samplers.theory import Phi4Theory
 
 __all__ = ["main", "measure"]
@@ -43,8 +43,8 @@ def _flow_imh(L: int) -> Sampler:
     from lattice_samplers.flows import FlowProposal, build_flow
 
     theory = _ising(L)
-    return IndependenceMetropolisSampler(
-        theory, IMHSettings(batch_size=1024), proposal=FlowProposal(build_flow(theory))
+    return FlowSampler(
+        theory, FlowSamplerSettings(batch_size=1024), proposal=FlowProposal(build_flow(theory))
     )
 
 
@@ -66,8 +66,10 @@ def cases(quick: bool) -> dict[str, tuple[Callable[[], Sampler], RunSettings]]:
             dataclasses.replace(run, n_steps=4000 // scale),
         ),
         "imh exact L=16": (
-            lambda: IndependenceMetropolisSampler(
-                _free(16), IMHSettings(batch_size=1024), proposal=FreeFieldSampler(_free(16))
+            lambda: FlowSampler(
+                _free(16),
+                FlowSamplerSettings(batch_size=1024),
+                proposal=FreeFieldSampler(_free(16)),
             ),
             dataclasses.replace(run, n_steps=40_000 // scale),
         ),

@@ -3,7 +3,8 @@
 The scan engine (:mod:`lattice_samplers.scan`) knows no workflow; this module binds the
 workflows to it.  :data:`JOBS` maps a name to a :class:`~lattice_samplers.scan.Job`:
 
-* ``selftest``: draws a few normal numbers from the task seed (no numba, no torch; tests);
+* ``selftest``: draws a few normal numbers from the task seed (no numba, no torch), a check
+  of the scan machinery (:mod:`lattice_samplers.testing.selftest`);
 * ``sample``: one classical sampler run as ``lattice-samplers sample`` does it, the full run
   in ``<task_id>/results.nc``, checkpointed there so a killed task resumes;
 * ``compare``: every sampler on one theory point (:mod:`lattice_samplers.workflows.compare`);
@@ -13,106 +14,27 @@ workflows to it.  :data:`JOBS` maps a name to a :class:`~lattice_samplers.scan.J
 
 Each workflow provides its hooks (``*_task``, ``validate_*``, ``summarize_*``); this module
 only binds them.  ``sample``, ``compare`` and ``train`` resolve ``theory.beta = "tuned"`` per
-task in their ``prepare`` hook (:func:`lattice_samplers.tuned.resolve_tuned`).  torch is
+task in their ``prepare`` hook (:func:`lattice_samplers.beta_table.resolve_tuned`).  torch is
 loaded only when a flow is built.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from lattice_samplers.config import check_sections, section_to_dataclass
+from lattice_samplers.beta_table import resolve_tuned
 from lattice_samplers.records import write_json, write_text
-from lattice_samplers.scan import THREAD_ENV, Job
-from lattice_samplers.tuned import resolve_tuned
+from lattice_samplers.scan import Job
+from lattice_samplers.testing.selftest import SELFTEST_JOB
 from lattice_samplers.workflows import compare as compare_workflow
 from lattice_samplers.workflows import sample as sample_workflow
 from lattice_samplers.workflows import train as train_workflow
 from lattice_samplers.workflows import tune as tune_workflow
 
-__all__ = [
-    "JOBS",
-    "SelfTestSettings",
-    "compare_job",
-    "selftest_job",
-    "train_job",
-]
-
-
-# ---------------------------------------------------------------------------- selftest
-@dataclasses.dataclass(frozen=True)
-class SelfTestSettings:
-    """``[selftest]`` section of the ``selftest`` job (a scan-machinery check).
-
-    ``fail_if_exists``: raise while that file exists; ``sleep_s``: sleep first; ``log``:
-    append one line (task seed, pid) to that file when the task runs.  Tests use them to
-    interrupt, slow down and count runs of a scan.
-    """
-
-    n: int = 4
-    x: float = 0.0
-    label: str = ""
-    sleep_s: float = 0.0
-    fail_if_exists: str = ""
-    log: str = ""
-    write_bytes: int = 0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.n < 1:
-            raise ValueError(f"n must be >= 1, got {self.n}")
-        if self.sleep_s < 0:
-            raise ValueError(f"sleep_s must be >= 0, got {self.sleep_s}")
-
-
-def _validate_selftest(config: dict[str, Any]) -> None:
-    check_sections(config, ["selftest"])
-    section_to_dataclass(SelfTestSettings, config.get("selftest"), "selftest")
-
-
-def selftest_job(config: dict[str, Any], out_path: Path) -> dict[str, Any]:
-    """Draw ``n`` normal numbers (shifted by ``x``) from the task seed; no numba, no torch.
-
-    With ``write_bytes`` > 0 it also writes that many bytes to ``out_path/data.bin`` (an
-    output file whose integrity the scan checks).
-    """
-    cfg = section_to_dataclass(SelfTestSettings, config.get("selftest"), "selftest")
-    if cfg.log:
-        with open(cfg.log, "a", encoding="utf-8") as f:
-            f.write(f"{cfg.seed} {os.getpid()}\n")
-    if cfg.fail_if_exists and Path(cfg.fail_if_exists).exists():
-        raise RuntimeError(f"selftest: failing on purpose ({cfg.fail_if_exists} exists)")
-    if cfg.sleep_s:
-        time.sleep(cfg.sleep_s)
-    rng = np.random.default_rng(cfg.seed)
-    draws = cfg.x + rng.standard_normal(cfg.n)
-    if cfg.write_bytes:
-        out_path.mkdir(parents=True, exist_ok=True)
-        write_text(out_path / "data.bin", "x" * cfg.write_bytes)
-    return {
-        "mean": float(draws.mean()),
-        "draws": [float(d) for d in draws],
-        "label": cfg.label,
-        # what the task saw: the scan promises single-threaded tasks on every backend
-        "thread_env": _thread_env(),
-    }
-
-
-def _thread_env() -> dict[str, str | None]:
-    """The thread settings a task runs with (numba's own count once numba is loaded)."""
-    env = {k: os.environ.get(k) for k in THREAD_ENV}
-    numba = sys.modules.get("numba")
-    if numba is not None:  # the scan limits a loaded numba directly, not by its variable
-        env["NUMBA_NUM_THREADS"] = str(numba.get_num_threads())
-    return env
+__all__ = ["JOBS", "compare_job", "train_job"]
 
 
 # ---------------------------------------------------------------------------- compare, train
@@ -182,22 +104,11 @@ def train_job(config: dict[str, Any], out_path: Path) -> dict[str, Any]:
     return _relative_to_scan(train_workflow.train_task(config, out_path), out_path)
 
 
-def _summarize_selftest(result: dict[str, Any]) -> dict[str, Any]:
-    return {"mean": result["mean"]}
-
-
 #: name -> Job: the table the CLI and the analysis scripts pass to the scan engine.
 JOBS: dict[str, Job] = {
     job.name: job
     for job in (
-        Job(
-            "selftest",
-            selftest_job,
-            validate=_validate_selftest,
-            seed_keys=("selftest.seed",),
-            summarize=_summarize_selftest,
-            description="draw numbers from the task seed (checks the scan machinery)",
-        ),
+        SELFTEST_JOB,
         Job(
             "sample",
             sample_workflow.sample_task,

@@ -39,10 +39,8 @@ from lattice_samplers.records import json_safe
 __all__ = [
     "TAU_ESTIMATORS",
     "AnalysisSettings",
-    "Check",
-    "check_agreement",
-    "check_mean",
     "diagnostics",
+    "gamma_summary",
     "format_observable_table",
     "result_summary",
     "summarize_observables",
@@ -104,7 +102,7 @@ def _nan_entry(series: np.ndarray, flag: str, tau_estimator: str) -> dict[str, A
     }
 
 
-def _gamma_summary(series: np.ndarray) -> dict[str, Any]:
+def gamma_summary(series: np.ndarray) -> dict[str, Any]:
     """{mean, err, flags} from the Gamma method alone: the errors of statistical checks.
 
     Tolerances of checks come from the Gamma method (DESIGN.md), and only its flags fail a
@@ -263,7 +261,7 @@ def diagnostics(result: Any) -> dict[str, Any]:
     stats = result.stats
     out: dict[str, Any] = {"acceptance": result.acceptance}
     if "exp_minus_delta_h" in stats and "delta_h" in stats:
-        s = _gamma_summary(stats["exp_minus_delta_h"])
+        s = gamma_summary(stats["exp_minus_delta_h"])
         out["creutz"] = s["mean"]
         out["creutz_err"] = s["err"]
         dh = np.asarray(stats["delta_h"])
@@ -353,76 +351,3 @@ def format_observable_table(
             + (f"  [{', '.join(flags)}]" if flags else "")
         )
     return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class Check:
-    """Outcome of a statistical check; truthy when it passed.
-
-    Attributes
-    ----------
-    passed : bool
-        The estimate is trustworthy (no warning flag from the Gamma method) and within
-        ``k`` standard errors of the reference.
-    value, err : float
-        The estimate and its Gamma-method error (combined for two estimates: the difference).
-    expected : float
-        The reference value (0 for a difference).
-    pull : float
-        (value - expected) / err.
-    flags : tuple of str
-        The Gamma method's problem flags (a flagged estimate never passes).
-    """
-
-    passed: bool
-    value: float
-    err: float
-    expected: float
-    pull: float
-    flags: tuple[str, ...] = ()
-
-    def __bool__(self) -> bool:
-        return self.passed
-
-
-def _problems(flags: Iterable[str]) -> tuple[str, ...]:
-    return tuple(f for f in flags if f != "anticorrelated")
-
-
-def check_mean(series: np.ndarray, expected: float, k: float = 4.0) -> Check:
-    """Check that the mean of ``series`` (n_chains, n_draws) is ``expected`` within k sigma.
-
-    sigma is the series' own Gamma-method error.  A series the Gamma method flags (stuck,
-    too short for its tau_int, non-finite, ...) fails: an estimate without a trustworthy error
-    cannot confirm anything.
-    """
-    s = _gamma_summary(series)
-    flags = _problems(s["flags"])
-    pull = (
-        float((s["mean"] - expected) / s["err"]) if s["err"] and s["err"] == s["err"] else math.nan
-    )
-    return Check(
-        passed=bool(not flags and math.isfinite(pull) and abs(pull) <= k),
-        value=s["mean"],
-        err=s["err"],
-        expected=float(expected),
-        pull=pull,
-        flags=flags,
-    )
-
-
-def check_agreement(series_a: np.ndarray, series_b: np.ndarray, k: float = 4.0) -> Check:
-    """Check that two independent estimates agree within k sigma, sqrt(err_a^2 + err_b^2)."""
-    a, b = _gamma_summary(series_a), _gamma_summary(series_b)
-    flags = _problems(a["flags"]) + _problems(b["flags"])
-    err = math.hypot(a["err"], b["err"])
-    diff = a["mean"] - b["mean"]
-    pull = float(diff / err) if err and err == err else math.nan
-    return Check(
-        passed=bool(not flags and math.isfinite(pull) and abs(pull) <= k),
-        value=diff,
-        err=err,
-        expected=0.0,
-        pull=pull,
-        flags=flags,
-    )

@@ -21,7 +21,7 @@ TINY = [
     "--set", "train.n_steps=20",
     "--set", "train.batch_size=128",
     "--set", "train.eval_batch_size=256",
-    "--set", "imh.batch_size=512",
+    "--set", "flow_sampler.batch_size=512",
     "--no-progress",
 ]  # fmt: skip
 
@@ -40,6 +40,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, object]:
 
 def test_json_shape(tiny_run: tuple[dict, object]) -> None:
     summary, _ = tiny_run
+    assert summary["samplers"]["flow"]["settings"]["batch_size"] == 512  # [flow_sampler]
     assert summary["theory"]["L"] == 4
     assert set(summary["samplers"]) == {"metropolis", "hmc", "cluster", "flow"}
     for name, s in summary["samplers"].items():
@@ -98,6 +99,38 @@ def test_flow_checkpoint_for_another_lattice_is_refused(
     assert not (tmp_path / "x").exists()
 
 
+def test_flow_section_that_disagrees_with_the_checkpoint_is_refused(
+    tiny_run: tuple[dict, object], tmp_path, capsys: pytest.CaptureFixture
+) -> None:
+    """--flow with a [flow] of another family never runs one flow and records the other."""
+    import torch
+
+    from lattice_samplers.flows import CouplingFlowSettings, build_flow, save_checkpoint
+    from lattice_samplers.theory import Phi4Theory
+
+    theory = Phi4Theory.from_dict(tiny_run[0]["theory"])
+    dense = CouplingFlowSettings(n_layers=2, hidden=(8,))
+    ckpt = save_checkpoint(tmp_path / "dense.pt", build_flow(theory, dense), theory, dense)
+    torch.save({**torch.load(ckpt, weights_only=True), "train": {"train_s": 1.0}}, ckpt)
+    args = [*TINY, "--set", 'compare.samplers=["flow"]', "--flow", str(ckpt)]
+    rc = main(["compare", *args, "--set", 'flow.family="cnf"', "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert "holds a coupling flow, not the cnf flow configured" in err[0]
+    assert not (tmp_path / "x").exists()
+    # without [flow] the checkpoint's own family runs and is what the summary records
+    import io
+    from contextlib import redirect_stdout
+
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        args += ["--set", "run.n_steps=100", "--set", "run.n_therm=10"]
+        assert main(["compare", *args, "--out", str(tmp_path / "y"), "--json"]) == 0
+    summary = json.loads(buf.getvalue())
+    assert summary["training"]["family"] == "coupling"
+    assert "flow" not in summary["config"]
+
+
 def test_flow_checkpoint_is_reused(tiny_run: tuple[dict, object], tmp_path) -> None:
     _, out = tiny_run
     plan = plan_comparison(
@@ -117,6 +150,7 @@ def test_flow_checkpoint_is_reused(tiny_run: tuple[dict, object], tmp_path) -> N
     assert summary["training"]["train_seconds"] == trained["training"]["train_seconds"]
     assert summary["samplers"]["flow"]["training_s"] > 0
     assert summary["training"]["sampling_ode_steps"] == 10  # the cnf default, as trained
+    assert summary["training"]["family"] == "cnf"
 
 
 def test_flow_can_be_sampled_with_more_ode_steps(tiny_run: tuple[dict, object], tmp_path) -> None:
@@ -140,8 +174,10 @@ def test_flow_can_be_sampled_with_more_ode_steps(tiny_run: tuple[dict, object], 
         ({"hmc": {"step_size": -1.0}}, "step_size"),
         ({"compare": {"samplers": ["hmc", "nuts"]}}, "unknown: nuts"),
         ({"run": {"n_chains": "four"}}, "n_chains"),
-        ({"flow": {"coupling": "magic"}}, "magic"),
+        ({"flow": {"family": "coupling", "coupling": "magic"}}, "magic"),
         ({"compare": {"flow_ode_steps": 0}}, "flow_ode_steps"),
+        ({"imh": {"batch_size": 512}}, r"^\[imh\] is now \[flow_sampler\]"),
+        ({"flow_sampler": {"batch_size": 0}}, r"\[flow_sampler\] batch_size"),
     ],
 )
 def test_bad_config(config: dict, message: str) -> None:

@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 
 from lattice_samplers.flows import (  # noqa: E402
     CheckpointError,
-    FlowSettings,
+    CouplingFlowSettings,
     build_flow,
     load_flow,
     read_checkpoint,
@@ -17,7 +17,7 @@ from lattice_samplers.flows import (  # noqa: E402
 from lattice_samplers.theory import Phi4Theory  # noqa: E402
 
 TH4 = Phi4Theory.create(4, "ising", beta=0.5, lam=0.5)
-SMALL = FlowSettings(n_layers=2, hidden=(8,))
+SMALL = CouplingFlowSettings(n_layers=2, hidden=(8,))
 
 
 def _saved(tmp_path, theory=TH4, cfg=SMALL):
@@ -52,9 +52,9 @@ def test_round_trip_gives_identical_outputs(tmp_path) -> None:
         (Phi4Theory.create(6, "ising", beta=0.5, lam=0.5), None, "lattice size L = 4, not L = 6"),
         (Phi4Theory.create(4, "ising", beta=0.6, lam=0.5), None, "trained for ising"),
         (Phi4Theory.create(4, "albergo", m2=-4.0, lam=8.0), None, "trained for ising"),
-        (TH4, FlowSettings(n_layers=3, hidden=(8,)), "different flow architecture"),
-        (TH4, FlowSettings(n_layers=2, hidden=(8,), conditioner="conv"), "different flow"),
-        (TH4, FlowSettings(n_layers=2, hidden=(8,), dtype="float64"), "dtype"),
+        (TH4, CouplingFlowSettings(n_layers=3, hidden=(8,)), "different flow architecture"),
+        (TH4, CouplingFlowSettings(n_layers=2, hidden=(8,), conditioner="conv"), "different flow"),
+        (TH4, CouplingFlowSettings(n_layers=2, hidden=(8,), dtype="float64"), "dtype"),
     ],
 )
 def test_mismatch_is_refused_in_one_line(tmp_path, theory, cfg, match) -> None:

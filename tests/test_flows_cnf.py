@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -10,15 +11,15 @@ from helpers import run_chains
 
 torch = pytest.importorskip("torch")
 
-from lattice_samplers.config import ConfigError, section_to_dataclass  # noqa: E402
+from lattice_samplers.config import ConfigError  # noqa: E402
 from lattice_samplers.flows import (  # noqa: E402
+    CNFSettings,
+    CouplingFlowSettings,
     FlowProposal,
-    FlowSettings,
     TrainSettings,
     build_flow,
     load_flow,
     save_checkpoint,
-    train_flow,
 )
 from lattice_samplers.flows.cnf import (  # noqa: E402
     EquivariantCNFLayer,
@@ -26,8 +27,10 @@ from lattice_samplers.flows.cnf import (  # noqa: E402
     orbit_stencils,
     transferable,
 )
-from lattice_samplers.samplers.imh import IMHSettings, IndependenceMetropolisSampler  # noqa: E402
+from lattice_samplers.samplers.flow import FlowSampler, FlowSamplerSettings  # noqa: E402
+from lattice_samplers.specs import flow_specs  # noqa: E402
 from lattice_samplers.theory import Phi4Theory  # noqa: E402
+from lattice_samplers.workflows.train.session import train_flow  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -35,9 +38,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 L = 4
 DTYPE = torch.float64
 ISING4 = Phi4Theory.create(L, "ising", beta=0.5, lam=0.5)
-CNF64 = FlowSettings(
-    family="cnf", cnf_frequencies=3, cnf_time_basis=3, kernel_radius=2, dtype="float64"
-)
+CNF64 = CNFSettings(cnf_frequencies=3, cnf_time_basis=3, kernel_radius=2, dtype="float64")
 
 
 def _layer(seed: int = 0, scale: float = 0.5, ode_steps: int = 16, L: int = L, R: int = 2):
@@ -245,7 +246,7 @@ def test_every_parameter_gets_a_gradient() -> None:
 
 def test_float32_matches_float64() -> None:
     flow64 = build_flow(ISING4, CNF64, seed=5)
-    flow32 = build_flow(ISING4, FlowSettings(**{**CNF64.to_dict(), "dtype": "float32"}), seed=5)
+    flow32 = build_flow(ISING4, dataclasses.replace(CNF64, dtype="float32"), seed=5)
     z = flow64.prior_noise(8, torch.Generator().manual_seed(2))
     a, la = flow64(z)
     b, lb = flow32(z.float())
@@ -256,40 +257,44 @@ def test_float32_matches_float64() -> None:
 
 # ---------------------------------------------------------------------- config and plumbing
 def test_config_resolves_and_validates() -> None:
-    arch = FlowSettings(family="cnf").resolve(ISING4)
+    arch = CNFSettings().resolve(ISING4)
     assert arch["family"] == "cnf" and arch["layers"] == []
     assert (arch["cnf_frequencies"], arch["cnf_time_basis"]) == (4, 4)
     assert (arch["kernel_radius"], arch["ode_steps"]) == (3, 10)
     assert arch["free_field_base"] is True and arch["global_rescaling"] is True
     # coupling flows resolve exactly as before (old checkpoints stay compatible)
-    assert "family" not in FlowSettings().resolve(ISING4)
-    assert FlowSettings().resolve(ISING4)["free_field_base"] is False
+    assert "family" not in CouplingFlowSettings().resolve(ISING4)
+    assert CouplingFlowSettings().resolve(ISING4)["free_field_base"] is False
     # odd L is fine: no checkerboard
     odd = Phi4Theory.create(5, "ising", beta=0.5, lam=0.5)
-    assert build_flow(odd, FlowSettings(family="cnf", ode_steps=2)).L == 5
-    cfg = section_to_dataclass(FlowSettings, {"family": "cnf", "kernel_radius": 1}, "flow")
-    assert cfg.kernel_radius == 1
+    assert build_flow(odd, CNFSettings(ode_steps=2)).L == 5
+    cfg, _ = flow_specs({"flow": {"family": "cnf", "kernel_radius": 1}}, ISING4)
+    assert isinstance(cfg, CNFSettings) and cfg.kernel_radius == 1
     for kw, match in [
-        (dict(family="node"), "unknown flow family"),
-        (dict(family="cnf", layers=("affine",)), "has none"),
-        (dict(family="cnf", equivariant=False), "always Z2"),
-        (dict(family="cnf", ode_steps=0), "ode_steps"),
-        (dict(family="cnf", kernel_radius=-1), "kernel_radius"),
-        (dict(family="cnf", cnf_time_basis=0), "cnf_time_basis"),
+        (dict(ode_steps=0), "ode_steps"),
+        (dict(kernel_radius=-1), "kernel_radius"),
+        (dict(cnf_time_basis=0), "cnf_time_basis"),
     ]:
         with pytest.raises(ValueError, match=match) as info:
-            FlowSettings(**kw)
+            CNFSettings(**kw)
         assert "\n" not in str(info.value)
-    with pytest.raises(ConfigError, match="unknown flow family"):
-        section_to_dataclass(FlowSettings, {"family": "node"}, "flow")
+    for section, match in [
+        ({"family": "node"}, "unknown flow family"),
+        ({"family": "cnf", "layers": ["affine"]}, "flow.layers belongs to the coupling family"),
+        ({"family": "cnf", "equivariant": False}, "flow.equivariant belongs to the coupling"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            flow_specs({"flow": section}, ISING4)
 
 
 def test_parameters_do_not_depend_on_L() -> None:
-    cfg = FlowSettings(family="cnf", ode_steps=4)
+    cfg = CNFSettings(ode_steps=4)
     th8 = Phi4Theory.create(8, "ising", beta=0.576, lam=0.5)
     a4, a8 = cfg.resolve(ISING4), cfg.resolve(th8)
     assert transferable(a4) == transferable(a8) is not None
-    assert transferable(FlowSettings().resolve(ISING4)) is None  # dense couplings: L-dependent
+    assert (
+        transferable(CouplingFlowSettings().resolve(ISING4)) is None
+    )  # dense couplings: L-dependent
     f4, f8 = build_flow(ISING4, cfg, seed=1), build_flow(th8, cfg, seed=2)
     f8.load_state_dict(f4.state_dict())  # strict: same keys and shapes
     assert f8.n_parameters == f4.n_parameters
@@ -310,14 +315,18 @@ def test_checkpoint_round_trip(tmp_path) -> None:
     b, lb = loaded(z)
     assert torch.equal(a, b) and torch.equal(la, lb)
     with pytest.raises(ValueError, match="architecture"):
-        load_flow(path, ISING4, flow_config=FlowSettings(**{**CNF64.to_dict(), "kernel_radius": 1}))
+        load_flow(
+            path,
+            ISING4,
+            flow_config=dataclasses.replace(CNF64, kernel_radius=1),
+        )
 
 
 def test_proposal_and_independence_metropolis() -> None:
     free = Phi4Theory.create(L, "ising", beta=0.3, lam=0.0)
-    flow = build_flow(free, FlowSettings(family="cnf", ode_steps=4, kernel_radius=1), seed=0)
-    sampler = IndependenceMetropolisSampler(
-        free, IMHSettings(batch_size=512), proposal=FlowProposal(flow, seed=1)
+    flow = build_flow(free, CNFSettings(ode_steps=4, kernel_radius=1), seed=0)
+    sampler = FlowSampler(
+        free, FlowSamplerSettings(batch_size=512), proposal=FlowProposal(flow, seed=1)
     )
     result = run_chains(sampler, 1000, n_therm=10, seed=2, progress=False)
     # the free-field base is exact for a free theory, the CNF starts near the identity
@@ -326,7 +335,7 @@ def test_proposal_and_independence_metropolis() -> None:
 
 
 def test_trainer_runs_unchanged() -> None:
-    cfg = FlowSettings(family="cnf", ode_steps=4, kernel_radius=1, cnf_frequencies=2)
+    cfg = CNFSettings(ode_steps=4, kernel_radius=1, cnf_frequencies=2)
     tcfg = TrainSettings(n_steps=6, batch_size=32, eval_every=3, eval_batch_size=64, num_threads=1)
     flow, result = train_flow(ISING4, cfg, tcfg, progress=False)
     assert result.n_steps == 6 and math.isfinite(result.final_acceptance)
@@ -367,6 +376,6 @@ def test_sampling_ode_steps_can_be_raised_after_training() -> None:
     for bad in (0, -3, 2.5, True):
         with pytest.raises(ValueError, match="positive integer"):
             flow.set_ode_steps(bad)
-    dense = build_flow(ISING4, FlowSettings(dtype="float64"), seed=0)
+    dense = build_flow(ISING4, CouplingFlowSettings(dtype="float64"), seed=0)
     with pytest.raises(ValueError, match="no ODE steps"):
         dense.set_ode_steps(20)

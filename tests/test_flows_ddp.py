@@ -23,16 +23,16 @@ import torch.multiprocessing as mp  # noqa: E402
 
 from lattice_samplers.flows import (  # noqa: E402
     CheckpointError,
-    FlowSettings,
+    CouplingFlowSettings,
     TrainSettings,
     read_checkpoint,
-    train_flow,
 )
 from lattice_samplers.flows.distributed import backend_for, session  # noqa: E402
 from lattice_samplers.theory import Phi4Theory  # noqa: E402
+from lattice_samplers.workflows.train.session import train_flow  # noqa: E402
 
 THEORY = Phi4Theory.create(4, "ising", beta=0.5, lam=0.5)
-FLOW = FlowSettings(n_layers=2, hidden=(16,), dtype="float64")
+FLOW = CouplingFlowSettings(n_layers=2, hidden=(16,), dtype="float64")
 CFG = TrainSettings(
     n_steps=6,
     batch_size=32,
@@ -164,7 +164,7 @@ def test_torchrun_runs_the_train_command(tmp_path) -> None:
     config = tmp_path / "cfg.toml"
     config.write_text(
         '[theory]\nL = 4\nparametrization = "ising"\nbeta = 0.5\nlam = 0.5\n'
-        '[flow]\nn_layers = 2\nhidden = [16]\ndtype = "float64"\n'
+        '[flow]\nfamily = "coupling"\nn_layers = 2\nhidden = [16]\ndtype = "float64"\n'
         "[train]\nn_steps = 4\nbatch_size = 32\neval_every = 2\neval_batch_size = 64\n"
         "num_threads = 1\nprior_streams = 4\n"
     )

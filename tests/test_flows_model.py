@@ -9,14 +9,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from lattice_samplers.config import ConfigError, section_to_dataclass  # noqa: E402
+from lattice_samplers.config import ConfigError  # noqa: E402
 from lattice_samplers.flows import (  # noqa: E402
+    CNFSettings,
+    CouplingFlowSettings,
     FlowProposal,
-    FlowSettings,
     TorchAction,
     build_flow,
 )
 from lattice_samplers.flows.layers import FreeFieldLayer  # noqa: E402
+from lattice_samplers.specs import compare_spec, flow_specs, train_spec  # noqa: E402
 from lattice_samplers.theory import Phi4Theory  # noqa: E402
 
 ISING6 = Phi4Theory.create(6, "ising", beta=0.537, lam=0.5)
@@ -51,17 +53,17 @@ def test_torch_action_equals_reference(theory: Phi4Theory) -> None:
     assert math.isclose(float(act(torch.from_numpy(phi[0]))), theory.action(phi[0]), rel_tol=1e-13)
 
 
-def test_default_model_is_the_papers_family() -> None:
-    arch = FlowSettings().resolve(ISING6)
+def test_coupling_defaults_are_the_papers_family() -> None:
+    arch = CouplingFlowSettings().resolve(ISING6)
     assert arch["layers"] == ["affine"] * 8
     assert arch["conditioner"] == "dense" and arch["hidden"] == [72]
     assert arch["activation"] == "tanh" and arch["equivariant"] is True
     assert arch["global_rescaling"] is True and arch["free_field_base"] is False
-    flow = build_flow(ISING6)
+    flow = build_flow(ISING6, CouplingFlowSettings())
     # 8 layers x (s net: 18*72 + 72 (|.| bias) + 72*18 + 18, t net: 18*72 + 72*18) + log_scale
     assert flow.n_parameters == 8 * (2 * 18 * 72 * 2 + 72 + 18) + 1
     assert flow.equivariant and flow.dtype == torch.float32
-    assert FlowSettings(conditioner="conv").resolve(ISING6)["hidden"] == [8, 8]
+    assert CouplingFlowSettings(conditioner="conv").resolve(ISING6)["hidden"] == [8, 8]
 
 
 @pytest.mark.parametrize(
@@ -82,28 +84,46 @@ def test_default_model_is_the_papers_family() -> None:
 )
 def test_bad_flow_config_is_one_line_value_error(kwargs, match) -> None:
     with pytest.raises(ValueError, match=match) as info:
-        FlowSettings(**kwargs)
+        CouplingFlowSettings(**kwargs)
     assert "\n" not in str(info.value)
 
 
 def test_flow_config_from_toml_section() -> None:
-    cfg = section_to_dataclass(
-        FlowSettings, {"coupling": "spline", "hidden": [10, 10], "spline_bins": 6}, "flow"
-    )
+    section = {"family": "coupling", "coupling": "spline", "hidden": [10, 10], "spline_bins": 6}
+    cfg, _ = flow_specs({"flow": section}, ISING6)
+    assert isinstance(cfg, CouplingFlowSettings)
     assert cfg.hidden == (10, 10) and not cfg.is_equivariant()
     with pytest.raises(ConfigError, match="unknown key"):
-        section_to_dataclass(FlowSettings, {"widths": [3]}, "flow")
+        flow_specs({"flow": {"family": "coupling", "widths": [3]}}, ISING6)
     with pytest.raises(ConfigError, match=r"\[flow\] unknown coupling"):
-        section_to_dataclass(FlowSettings, {"layers": ["affine", "real_nvp"]}, "flow")
+        flow_specs({"flow": {"family": "coupling", "layers": ["affine", "real_nvp"]}}, ISING6)
+
+
+def test_one_default_flow_and_one_settings_class_per_family() -> None:
+    """No [flow] (or no family) is the cnf flow for every command; a key of the other family
+    is refused in one line naming both families."""
+    assert isinstance(flow_specs({}, ISING6)[0], CNFSettings)
+    assert isinstance(flow_specs({"flow": {"ode_steps": 4}}, ISING6)[0], CNFSettings)
+    theory = {"theory": {"L": 6, "parametrization": "ising", "beta": 0.537, "lam": 0.5}}
+    assert isinstance(train_spec(theory).flow, CNFSettings)
+    assert train_spec(theory).flow == compare_spec(theory).flow_config
+    assert build_flow(ISING6).arch["family"] == "cnf"
+    with pytest.raises(ConfigError, match="flow.n_layers belongs to the coupling family") as info:
+        flow_specs({"flow": {"n_layers": 2}}, ISING6)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="flow.ode_steps belongs to the cnf family"):
+        flow_specs({"flow": {"family": "coupling", "ode_steps": 2}}, ISING6)
+    with pytest.raises(ConfigError, match="unknown flow family"):
+        flow_specs({"flow": {"family": "node"}}, ISING6)
 
 
 def test_odd_L_is_refused_for_checkerboards_only() -> None:
     odd = Phi4Theory.create(5, "ising", beta=0.5, lam=0.5)
     with pytest.raises(ValueError, match="even lattice extent") as info:
-        build_flow(odd)
+        build_flow(odd, CouplingFlowSettings())
     assert "\n" not in str(info.value)
     free_odd = Phi4Theory.create(5, "standard", m2=0.5, g=0.0)
-    flow = build_flow(free_odd, FlowSettings(n_layers=0, free_field_base=True))
+    flow = build_flow(free_odd, CouplingFlowSettings(n_layers=0, free_field_base=True))
     assert flow.n_parameters == 1
 
 
@@ -119,12 +139,14 @@ def test_unavailable_device_is_refused() -> None:
 @pytest.mark.parametrize(
     "cfg",
     [
-        FlowSettings(free_field_base=True, n_layers=2, hidden=(16,), dtype="float64"),
-        FlowSettings(layers=("spline", "affine"), conditioner="conv", hidden=(4,), dtype="float64"),
+        CouplingFlowSettings(free_field_base=True, n_layers=2, hidden=(16,), dtype="float64"),
+        CouplingFlowSettings(
+            layers=("spline", "affine"), conditioner="conv", hidden=(4,), dtype="float64"
+        ),
     ],
     ids=["ff+affine", "spline+affine conv"],
 )
-def test_model_log_q_is_exact_density(cfg: FlowSettings) -> None:
+def test_model_log_q_is_exact_density(cfg: CouplingFlowSettings) -> None:
     # log_q of samples equals the change of variables through the inverse, and the model
     # log-det equals the autograd Jacobian of the whole map
     theory = Phi4Theory.create(4, "ising", beta=0.5, lam=0.5)
@@ -152,7 +174,7 @@ def test_equivariant_model_density_is_even() -> None:
 
 
 def test_sample_api_and_proposal_reproducibility() -> None:
-    flow = build_flow(ISING6, FlowSettings(n_layers=2, hidden=(8,)))
+    flow = build_flow(ISING6, CouplingFlowSettings(n_layers=2, hidden=(8,)))
     phi, log_q = flow.sample(10, batch_size=3)
     assert phi.shape == (10, 6, 6) and phi.dtype == np.float64
     assert log_q.shape == (10,) and log_q.dtype == np.float64 and np.isfinite(log_q).all()
@@ -184,7 +206,9 @@ def test_free_field_base_reproduces_exact_two_point_function() -> None:
     theory = Phi4Theory.create(6, "standard", m2=0.5, g=0.0)
     flow = build_flow(
         theory,
-        FlowSettings(n_layers=0, global_rescaling=False, free_field_base=True, dtype="float64"),
+        CouplingFlowSettings(
+            n_layers=0, global_rescaling=False, free_field_base=True, dtype="float64"
+        ),
     )
     gen = torch.Generator().manual_seed(11)
     phi, log_q = flow.sample(20000, gen)

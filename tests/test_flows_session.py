@@ -19,25 +19,26 @@ torch = pytest.importorskip("torch")
 
 from lattice_samplers.flows import (  # noqa: E402
     CheckpointError,
-    FlowSettings,
+    CNFSettings,
+    CouplingFlowSettings,
     TrainSettings,
     build_flow,
     init_from_checkpoint,
     load_flow,
     read_checkpoint,
     save_checkpoint,
-    train_curriculum,
-    train_flow,
 )
 from lattice_samplers.flows.action import TorchAction  # noqa: E402
 from lattice_samplers.flows.train import fit, imh_acceptance  # noqa: E402
 from lattice_samplers.theory import Phi4Theory  # noqa: E402
+from lattice_samplers.workflows.train.curriculum import train_curriculum  # noqa: E402
+from lattice_samplers.workflows.train.session import train_flow  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 ISING4 = Phi4Theory.create(4, "ising", beta=0.5, lam=0.5)
 ISING6 = Phi4Theory.create(6, "ising", beta=0.5, lam=0.5)
-TINY = FlowSettings(n_layers=2, hidden=(16,))
-CONV = FlowSettings(n_layers=2, conditioner="conv", hidden=(4,))
+TINY = CouplingFlowSettings(n_layers=2, hidden=(16,))
+CONV = CouplingFlowSettings(n_layers=2, conditioner="conv", hidden=(4,))
 TIME_COLUMNS = ("train_s", "wall_s")
 
 CONFIG = """
@@ -48,6 +49,7 @@ beta = 0.5
 lam = 0.5
 
 [flow]
+family = "coupling"
 n_layers = 2
 hidden = [16]
 
@@ -300,9 +302,9 @@ def test_version_1_checkpoint_with_couplings_record_still_loads(tmp_path) -> Non
 
 # ---------------------------------------------------------------------- warm starts
 def test_dense_family_cannot_warm_start_across_L(tmp_path) -> None:
-    path = save_checkpoint(tmp_path / "d.pt", build_flow(ISING4), ISING4)
+    path = save_checkpoint(tmp_path / "d.pt", build_flow(ISING4, CouplingFlowSettings()), ISING4)
     with pytest.raises(CheckpointError, match=r"parameter \S+ has shape") as info:
-        init_from_checkpoint(build_flow(ISING6), path)
+        init_from_checkpoint(build_flow(ISING6, CouplingFlowSettings()), path)
     assert "\n" not in str(info.value) and "L = 4" in str(info.value)
 
 
@@ -318,7 +320,7 @@ def test_conv_family_warm_starts_across_L_and_trains(tmp_path, capsys) -> None:
     for (n, a), (_, b) in zip(small.state_dict().items(), big.state_dict().items()):
         assert torch.equal(a, b), n
     # other settings that change the function class are refused
-    other = FlowSettings(n_layers=2, conditioner="conv", hidden=(4,), activation="softsign")
+    other = CouplingFlowSettings(n_layers=2, conditioner="conv", hidden=(4,), activation="softsign")
     with pytest.raises(CheckpointError, match="activation"):
         init_from_checkpoint(build_flow(ISING6, other), path)
     # the command
@@ -338,6 +340,17 @@ def test_conv_family_warm_starts_across_L_and_trains(tmp_path, capsys) -> None:
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert "cannot warm-start" in err and len(err.splitlines()) == 1, err
+
+
+def test_warm_start_from_the_other_family_names_the_family(tmp_path) -> None:
+    cnf = CNFSettings(cnf_frequencies=1, cnf_time_basis=1, kernel_radius=1)
+    path = save_checkpoint(tmp_path / "cnf.pt", build_flow(ISING4, cnf), ISING4, cnf)
+    with pytest.raises(CheckpointError, match="it is a cnf flow, this is a coupling flow") as info:
+        init_from_checkpoint(build_flow(ISING4, TINY), path)
+    assert "activation" not in str(info.value)
+    dense = save_checkpoint(tmp_path / "d.pt", build_flow(ISING4, TINY), ISING4, TINY)
+    with pytest.raises(CheckpointError, match="it is a coupling flow, this is a cnf flow"):
+        init_from_checkpoint(build_flow(ISING4, cnf), dense)
 
 
 def test_curriculum_L4_to_L6_counts_every_stage(tmp_path) -> None:

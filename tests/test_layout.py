@@ -11,7 +11,13 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lattice_samplers"
 HEAVY = ("torch", "matplotlib", "dask", "distributed")
-MAX_LINES = 700
+MAX_LINES = 500
+#: Modules over the limit that their owners are splitting now (the training loop; the session,
+#: whose output check moves to workflows/outputs.py); at most the old limit until then.
+PENDING_SPLIT = {
+    "lattice_samplers.flows.train.loop": 700,
+    "lattice_samplers.workflows.train.session": 700,
+}
 
 
 def _module_name(path: Path) -> str:
@@ -136,7 +142,8 @@ def test_function_local_imports_are_only_lazy_heavy_loads_or_cli_dispatch() -> N
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_module_size(name: str) -> None:
     n = len(MODULES[name].read_text(encoding="utf-8").splitlines())
-    assert n <= MAX_LINES, f"{name} has {n} lines (limit {MAX_LINES})"
+    limit = PENDING_SPLIT.get(name, MAX_LINES)
+    assert n <= limit, f"{name} has {n} lines (limit {limit})"
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))
@@ -164,3 +171,43 @@ def test_all_names_exist(name: str) -> None:
     module = importlib.import_module(name)
     missing = [n for n in getattr(module, "__all__", []) if not hasattr(module, n)]
     assert missing == []
+
+
+#: Folders that only the layers above them may import: a module under one of the keys may not
+#: import (even inside a function) any package module under the listed folders.
+BELOW = {
+    "lattice_samplers.kernels": ("samplers", "flows", "driver", "specs", "workflows", "scan",
+                                 "commands", "cli", "testing"),
+    "lattice_samplers.samplers": ("driver", "specs", "workflows", "scan", "commands", "cli",
+                                  "testing"),
+    "lattice_samplers.flows": ("driver", "specs", "workflows", "scan", "commands", "cli",
+                               "testing"),
+    "lattice_samplers.driver": ("specs", "workflows", "scan", "commands", "cli", "testing"),
+    "lattice_samplers.specs": ("workflows", "scan", "commands", "cli", "testing"),
+    "lattice_samplers.workflows": ("scan", "commands", "cli", "testing"),
+}  # fmt: skip
+
+
+def _upward(graph: dict[str, set[str]]) -> list[str]:
+    found = []
+    for low, banned in BELOW.items():
+        tops = tuple(f"lattice_samplers.{b}" for b in banned)
+        for name, deps in graph.items():
+            if name == low or name.startswith(low + "."):
+                found += [f"{name} -> {d}" for d in deps if d.startswith(tops)]
+    return sorted(found)
+
+
+def test_dependencies_point_down_the_layers() -> None:
+    assert _upward(_graph(include_local=True)) == []
+
+
+def test_the_layer_check_can_fail() -> None:
+    """Negative control: a planted upward edge (a flow module importing a workflow) is found."""
+    graph = _graph(include_local=True)
+    graph["lattice_samplers.flows.model"] = graph["lattice_samplers.flows.model"] | {
+        "lattice_samplers.workflows.train.session"
+    }
+    assert _upward(graph) == [
+        "lattice_samplers.flows.model -> lattice_samplers.workflows.train.session"
+    ]

@@ -16,7 +16,7 @@ from lattice_samplers.driver.results_file import results_to_datatree
 from lattice_samplers.exact import FreeFieldSampler
 from lattice_samplers.jobs import JOBS
 from lattice_samplers.samplers import SAMPLERS, make_sampler
-from lattice_samplers.samplers.imh import IMHSettings, IndependenceMetropolisSampler
+from lattice_samplers.samplers.flow import FlowSampler, FlowSamplerSettings
 from lattice_samplers.scan import run_scan
 from lattice_samplers.specs import sample_spec
 from lattice_samplers.theory import Phi4Theory
@@ -27,10 +27,8 @@ FREE = Phi4Theory.create(4, "albergo", m2=1.0, lam=0.0)
 RUN_ARGS = {"n_therm": 60, "thin": 2, "n_chains": 3, "seed": 11, "block_size": 10}
 
 
-def _imh() -> IndependenceMetropolisSampler:
-    return IndependenceMetropolisSampler(
-        FREE, IMHSettings(batch_size=7), proposal=FreeFieldSampler(FREE)
-    )
+def _imh() -> FlowSampler:
+    return FlowSampler(FREE, FlowSamplerSettings(batch_size=7), proposal=FreeFieldSampler(FREE))
 
 
 @pytest.mark.parametrize("kind", sorted(SAMPLERS))
@@ -54,9 +52,9 @@ def test_flow_imh_runs_its_chains_one_by_one() -> None:
 
     theory = Phi4Theory.create(4, "ising", beta=0.5, lam=0.5)
 
-    def sampler() -> IndependenceMetropolisSampler:
+    def sampler() -> FlowSampler:
         proposal = FlowProposal(build_flow(theory, seed=1))
-        return IndependenceMetropolisSampler(theory, IMHSettings(batch_size=16), proposal=proposal)
+        return FlowSampler(theory, FlowSamplerSettings(batch_size=16), proposal=proposal)
 
     one = run_chains(sampler(), 64, workers=1, **RUN_ARGS)
     two = run_chains(sampler(), 64, workers=2, **RUN_ARGS)
@@ -67,7 +65,7 @@ def test_flow_imh_runs_its_chains_one_by_one() -> None:
 def test_a_proposal_that_is_not_thread_safe_runs_its_chains_one_by_one() -> None:
     proposal = FreeFieldSampler(FREE)
     proposal.thread_safe = False
-    sampler = IndependenceMetropolisSampler(FREE, IMHSettings(batch_size=7), proposal=proposal)
+    sampler = FlowSampler(FREE, FlowSamplerSettings(batch_size=7), proposal=proposal)
     assert run_chains(sampler, 20, workers=2, **RUN_ARGS).workers == 1
 
 
@@ -151,7 +149,7 @@ def test_a_failing_chain_is_raised_after_the_block() -> None:
                 raise RuntimeError("proposal broke")
             return FreeFieldSampler(FREE).sample(n, rng)
 
-    sampler = IndependenceMetropolisSampler(FREE, IMHSettings(batch_size=7), proposal=Failing())
+    sampler = FlowSampler(FREE, FlowSamplerSettings(batch_size=7), proposal=Failing())
     with pytest.raises(RuntimeError, match="proposal broke"):
         run_chains(sampler, 20, workers=2, **RUN_ARGS)
 

@@ -8,14 +8,15 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from lattice_samplers.flows import (  # noqa: E402
-    FlowSettings,
+    CNFSettings,
+    CouplingFlowSettings,
     TorchAction,
     TrainSettings,
     build_flow,
     path_gradient_loss,
-    train_flow,
 )
 from lattice_samplers.theory import Phi4Theory  # noqa: E402
+from lattice_samplers.workflows.train.session import train_flow  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -24,9 +25,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 #: rescaling the flow *is* the target (q = p), so both families contain the optimum
 FREE4 = Phi4Theory.create(4, "standard", m2=1.0, g=0.0)
 FAMILIES = {
-    "coupling": FlowSettings(n_layers=2, hidden=(6,), free_field_base=True, dtype="float64"),
-    "cnf": FlowSettings(
-        family="cnf",
+    "coupling": CouplingFlowSettings(
+        n_layers=2, hidden=(6,), free_field_base=True, dtype="float64"
+    ),
+    "cnf": CNFSettings(
         cnf_frequencies=2,
         cnf_time_basis=2,
         kernel_radius=1,
@@ -111,7 +113,7 @@ def test_path_gradient_has_no_variance_at_the_optimum(family: str) -> None:
 
 def test_trainer_path_option() -> None:
     theory = Phi4Theory.create(4, "ising", beta=0.5, lam=0.5)
-    cfg = FlowSettings(n_layers=2, hidden=(8,))
+    cfg = CouplingFlowSettings(n_layers=2, hidden=(8,))
     base = dict(n_steps=4, batch_size=32, eval_every=2, eval_batch_size=64, num_threads=1)
     _, std = train_flow(theory, cfg, TrainSettings(**base), progress=False)
     flow, path = train_flow(theory, cfg, TrainSettings(gradient="path", **base), progress=False)

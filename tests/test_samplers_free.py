@@ -14,7 +14,8 @@ from helpers import run_chains
 
 from lattice_samplers import exact, observables
 from lattice_samplers.samplers import SAMPLERS, Sampler
-from lattice_samplers.summary import Check, check_mean
+from lattice_samplers.testing.broken import broken_sampler
+from lattice_samplers.testing.checks import Check, check_mean
 from lattice_samplers.theory import Phi4Theory
 
 K_SIGMA = 4.0
@@ -104,5 +105,5 @@ NEGATIVE_CONTROLS = [
 @pytest.mark.parametrize(("kind", "broken"), NEGATIVE_CONTROLS)
 def test_negative_controls_fail_the_free_field_check(kind: str, broken: str) -> None:
     theory = Phi4Theory.create(6, "albergo", m2=1.0, lam=0.0)
-    checks = free_field_check(SAMPLERS[kind](theory, _broken=broken), seed=106)
+    checks = free_field_check(broken_sampler(kind, broken)(theory), seed=106)
     assert not _all_pass(checks)

@@ -1,7 +1,7 @@
 """HMC: the AR(1) autocorrelation oracle, integrator reversibility, energy-error scaling, Creutz.
 
-The non-reversible integrator (test-only ``_broken="nonreversible"``) must fail the same
-reversibility and scaling checks that leapfrog and Omelyan pass.
+The non-reversible integrator (:class:`lattice_samplers.testing.broken.NonReversibleHMC`) must
+fail the same reversibility and scaling checks that leapfrog and Omelyan pass.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import pytest
 from helpers import run_chains
 
 from lattice_samplers.samplers import HMCSampler
-from lattice_samplers.summary import check_mean, summarize_series
+from lattice_samplers.summary import summarize_series
+from lattice_samplers.testing.broken import NonReversibleHMC
+from lattice_samplers.testing.checks import check_mean
 from lattice_samplers.theory import Phi4Theory
 
 L8 = Phi4Theory.create(8, "ising", beta=0.576, lam=0.5)
@@ -68,7 +70,7 @@ def test_integrators_are_reversible(integrator: str) -> None:
 
 
 def test_nonreversible_integrator_fails_reversibility() -> None:
-    sampler = HMCSampler(L8, step_size=0.1, n_leapfrog=10, _broken="nonreversible")
+    sampler = NonReversibleHMC(L8, step_size=0.1, n_leapfrog=10)
     assert not is_reversible(sampler, _equilibrium_field())
 
 
@@ -78,13 +80,12 @@ def energy_error_slope(integrator: str, broken: str = "") -> float:
     sizes = np.array([0.2, 0.1, 0.05, 0.025])
     mean_abs = []
     for eps in sizes:
-        sampler = HMCSampler(
+        sampler = (NonReversibleHMC if broken == "nonreversible" else HMCSampler)(
             L8,
             step_size=float(eps),
             trajectory_length=1.0,
             integrator=integrator,
             tune=False,
-            _broken=broken,
         )
         result = run_chains(sampler, 400, n_therm=50, n_chains=2, seed=3, phi0=phi0)
         mean_abs.append(np.mean(np.abs(result.stats["delta_h"])))

@@ -16,7 +16,8 @@ from helpers import run_chains
 from lattice_samplers import exact
 from lattice_samplers.driver import RunResult
 from lattice_samplers.samplers import SAMPLERS
-from lattice_samplers.summary import Check, check_agreement, check_mean
+from lattice_samplers.testing.broken import broken_sampler
+from lattice_samplers.testing.checks import Check, check_agreement, check_mean
 from lattice_samplers.theory import Phi4Theory
 
 K_SIGMA = 4.0
@@ -34,7 +35,11 @@ def _run(kind: str, theory: Phi4Theory, n_steps: int, seed: int, broken: str = "
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")  # broken controls may overflow
         return run_chains(
-            SAMPLERS[kind](theory, _broken=broken), n_steps, n_therm=1000, n_chains=4, seed=seed
+            (broken_sampler(kind, broken) if broken else SAMPLERS[kind])(theory),
+            n_steps,
+            n_therm=1000,
+            n_chains=4,
+            seed=seed,
         )
 
 

@@ -11,6 +11,7 @@ from lattice_samplers.kernels import counter_rng as krng
 from lattice_samplers.kernels import hmc as khmc
 from lattice_samplers.kernels import metropolis as kmet
 from lattice_samplers.samplers import HMCSampler
+from lattice_samplers.testing.broken import bond_always, recompile, reversed_accept_test
 from lattice_samplers.theory import Phi4Theory
 
 SIZES = [2, 3, 4, 5, 8]
@@ -154,7 +155,7 @@ def test_sweep_matches_twin(L: int, checkerboard: bool, n_hits: int) -> None:
     phi_a, phi_b = _field(L), _field(L)
     rng_a, rng_b = np.random.default_rng(4), np.random.default_rng(4)
     for _ in range(3):
-        acc_a = kmet.sweep(phi_a, 0.9, n_hits, checkerboard, *theory.hopping, rng_a, 0)
+        acc_a = kmet.sweep(phi_a, 0.9, n_hits, checkerboard, *theory.hopping, rng_a)
         acc_b = sweep_twin(theory, phi_b, 0.9, n_hits, checkerboard, rng_b)
         assert acc_a == acc_b
         np.testing.assert_allclose(phi_a, phi_b, rtol=0, atol=1e-12)
@@ -163,16 +164,25 @@ def test_sweep_matches_twin(L: int, checkerboard: bool, n_hits: int) -> None:
 
 def test_accept_test_convention() -> None:
     """accept iff e > delta_h; non-finite delta_h is rejected; the control reverses it."""
-    assert kcommon.accept_test(0.5, 0.6, 1.0)
-    assert not kcommon.accept_test(0.7, 0.6, 1.0)
-    assert kcommon.accept_test(-3.0, 0.0, 1.0)
+    assert kcommon.accept_test(0.5, 0.6)
+    assert not kcommon.accept_test(0.7, 0.6)
+    assert kcommon.accept_test(-3.0, 0.0)
     for bad in (np.nan, np.inf, -np.inf):
-        assert not kcommon.accept_test(bad, 0.6, 1.0)
-        assert not kcommon.accept_test(bad, 0.6, -1.0)
-    assert kcommon.accept_test(0.7, 0.6, -1.0)
-    assert not kcommon.accept_test(0.5, 0.6, -1.0)
-    assert kcommon.accept_sign(kcommon.BROKEN_REVERSED_ACCEPT) == -1.0
-    assert kcommon.accept_sign(0) == 1.0
+        assert not kcommon.accept_test(bad, 0.6)
+        assert not reversed_accept_test(bad, 0.6)
+    assert reversed_accept_test(0.7, 0.6)
+    assert not reversed_accept_test(0.5, 0.6)
+
+
+def test_a_broken_twin_runs_the_kernel_source_with_one_name_rebound() -> None:
+    """recompile: the twin differs only where a name is rebound; unknown names are refused."""
+    same = recompile(kmet._update_site, accept_test=kcommon.accept_test)
+    assert same.py_func.__code__ is kmet._update_site.py_func.__code__
+    # a name and module of its own, so numba never links the twin in place of the kernel
+    assert same.py_func.__qualname__ != kmet._update_site.py_func.__qualname__
+    assert same.py_func.__module__ == "lattice_samplers.testing.broken"
+    with pytest.raises(ValueError, match="does not use"):
+        recompile(kmet.sweep_into, accept_tset=reversed_accept_test)
 
 
 def wolff_twin(theory, phi, rng, always: bool = False) -> int:
@@ -197,15 +207,17 @@ def wolff_twin(theory, phi, rng, always: bool = False) -> int:
 
 
 @pytest.mark.parametrize("L", SIZES)
-@pytest.mark.parametrize("broken", [0, kcl.BROKEN_BOND_ALWAYS])
-def test_wolff_matches_twin(L: int, broken: int) -> None:
+@pytest.mark.parametrize("broken", [False, True])
+def test_wolff_matches_twin(L: int, broken: bool) -> None:
+    """The Wolff kernel, and its bond-always negative control, against the Python twin."""
+    wolff = recompile(kcl.wolff_update, bond_active=bond_always) if broken else kcl.wolff_update
     theory = _theory(L)
     phi_a, phi_b = _field(L, 1), _field(L, 1)
     rng_a, rng_b = np.random.default_rng(8), np.random.default_rng(8)
     stack = np.empty((2, L * L + 1), dtype=np.int64)
     sizes = []
     for _ in range(10):
-        size = kcl.wolff_update(phi_a, theory.h, rng_a, stack, broken)
+        size = wolff(phi_a, theory.h, rng_a, stack)
         assert size == wolff_twin(theory, phi_b, rng_b, always=bool(broken))
         np.testing.assert_array_equal(phi_a, phi_b)
         sizes.append(size)
@@ -220,7 +232,7 @@ def test_wolff_keeps_abs_phi() -> None:
     stack = np.empty((2, 65), dtype=np.int64)
     rng = np.random.default_rng(0)
     for _ in range(20):
-        kcl.wolff_update(phi, theory.h, rng, stack, 0)
+        kcl.wolff_update(phi, theory.h, rng, stack)
     np.testing.assert_array_equal(np.abs(phi), before)
 
 

@@ -11,8 +11,9 @@ import pytest
 
 from lattice_samplers.cli import main
 from lattice_samplers.config import ConfigError
-from lattice_samplers.jobs import JOBS, selftest_job
+from lattice_samplers.jobs import JOBS
 from lattice_samplers.scan import Job, plan_scan, read_task_file, run_scan, task_seed
+from lattice_samplers.testing.selftest import selftest_job
 
 SELFTEST = {
     "scan": {

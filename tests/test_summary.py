@@ -14,11 +14,11 @@ from scipy.signal import lfilter
 from lattice_samplers.records import json_safe
 from lattice_samplers.summary import (
     AnalysisSettings,
-    check_mean,
     format_observable_table,
     summarize_observables,
     summarize_series,
 )
+from lattice_samplers.testing.checks import check_mean
 
 KEYS = {
     "mean", "err", "tau_int", "tau_int_err", "ess", "estimator", "tau_int_gamma",

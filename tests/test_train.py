@@ -13,21 +13,20 @@ torch = pytest.importorskip("torch")
 
 from lattice_samplers.config import ConfigError, section_to_dataclass  # noqa: E402
 from lattice_samplers.flows import (  # noqa: E402
-    FlowSettings,
+    CouplingFlowSettings,
     TrainSettings,
     ess_kish,
     imh_acceptance,
     load_flow,
     read_checkpoint,
-    train_flow,
 )
 from lattice_samplers.flows.action import TorchAction  # noqa: E402
-from lattice_samplers.flows.train import read_history_csv  # noqa: E402
 from lattice_samplers.theory import Phi4Theory  # noqa: E402
+from lattice_samplers.workflows.train.session import read_history_csv, train_flow  # noqa: E402
 
 FREE4 = Phi4Theory.create(4, "standard", m2=1.0, g=0.0)
 ISING4 = Phi4Theory.create(4, "ising", beta=0.5, lam=0.5)
-TINY = FlowSettings(n_layers=2, hidden=(16,))
+TINY = CouplingFlowSettings(n_layers=2, hidden=(16,))
 TIME_COLUMNS = ("train_s", "wall_s")
 
 
@@ -78,7 +77,7 @@ def test_imh_acceptance_matches_gaussian_log_weight_formula() -> None:
 
 # ---------------------------------------------------------------------- training quality
 def test_free_theory_with_free_field_base_reaches_target_fast() -> None:
-    cfg = FlowSettings(n_layers=2, hidden=(16,), free_field_base=True)
+    cfg = CouplingFlowSettings(n_layers=2, hidden=(16,), free_field_base=True)
     flow, res = train_flow(FREE4, cfg, _quick(n_steps=200, target_acceptance=0.9), progress=False)
     assert res.stop_reason == "target"
     assert res.final_acceptance > 0.9 and res.steps_to_target == res.n_steps
@@ -89,7 +88,7 @@ def test_free_theory_with_free_field_base_reaches_target_fast() -> None:
 def test_free_theory_without_base_reaches_090() -> None:
     _, res = train_flow(
         FREE4,
-        FlowSettings(n_layers=2, hidden=(32,)),
+        CouplingFlowSettings(n_layers=2, hidden=(32,)),
         _quick(n_steps=300, batch_size=256, lr=2e-2, eval_every=50, target_acceptance=0.9),
         progress=False,
     )
@@ -100,7 +99,7 @@ def test_free_theory_without_base_reaches_090() -> None:
 def test_paper_family_L6_reaches_040_within_2000_steps() -> None:
     # arXiv:2112.15532's family at the L = 6 point of its scaling study (xi ~ L/4)
     theory = Phi4Theory.create(6, "ising", beta=0.537, lam=0.5)
-    cfg = FlowSettings()  # 8 dense affine couplings, hidden 2 L^2 = 72, Z2, rescaling
+    cfg = CouplingFlowSettings()  # 8 dense affine couplings, hidden 2 L^2 = 72, Z2, rescaling
     assert cfg.resolve(theory)["hidden"] == [72]
     _, res = train_flow(
         theory,
@@ -191,7 +190,7 @@ def test_output_folder_is_never_clobbered(tmp_path) -> None:
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     with pytest.raises(ValueError, match="already exists; resume it"):
         train_flow(ISING4, TINY, _quick(n_steps=5), out_dir=out, progress=False)
-    other = FlowSettings(n_layers=4, hidden=(16,))
+    other = CouplingFlowSettings(n_layers=4, hidden=(16,))
     with pytest.raises(ValueError, match="different flow architecture.*refusing to overwrite"):
         train_flow(ISING4, other, _quick(n_steps=5), out_dir=out, progress=False)
     with pytest.raises(ValueError, match="different flow architecture"):
@@ -222,6 +221,7 @@ beta = 0.5
 lam = 0.5
 
 [flow]
+family = "coupling"
 n_layers = 2
 hidden = [16]
 

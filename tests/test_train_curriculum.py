@@ -9,10 +9,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from lattice_samplers.beta_table import tuned_beta  # noqa: E402
 from lattice_samplers.config import ConfigError  # noqa: E402
 from lattice_samplers.flows import read_checkpoint  # noqa: E402
 from lattice_samplers.specs import compare_spec, train_spec  # noqa: E402
-from lattice_samplers.tuned import tuned_beta  # noqa: E402
 
 CONFIG = """
 [theory]

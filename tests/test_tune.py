@@ -10,11 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lattice_samplers.beta_table import (
+    TABLE_COLUMNS,
+    TABLE_ENV,
+    load_table,
+    resolve_tuned,
+    tuned_beta,
+)
 from lattice_samplers.cli import main
 from lattice_samplers.config import ConfigError
 from lattice_samplers.jobs import JOBS
 from lattice_samplers.scan import plan_scan
-from lattice_samplers.tuned import TABLE_COLUMNS, TABLE_ENV, load_table, resolve_tuned, tuned_beta
 from lattice_samplers.workflows.tune import (
     PAPER_BETA,
     interpolate_paper_beta,

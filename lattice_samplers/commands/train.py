@@ -5,7 +5,7 @@ from CONFIG.toml, trains, and writes into the output folder:
 
 * ``checkpoint.pt``: weights, optimizer, scheduler, RNG states, history (resumable);
 * ``history.csv``: one row per step (loss, acceptance, ess_kish, ...; see
-  :mod:`lattice_samplers.flows.train.session`);
+  :mod:`lattice_samplers.workflows.train.session`);
 * ``training.png``: loss and acceptance against step;
 * ``summary.json``: the ``--json`` summary plus the resolved configuration.
 
@@ -67,29 +67,23 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/flow_L{theory.L}_{theory.parametrization}")
 
     # torch, loaded only for this command
-    from lattice_samplers.flows.distributed import session
-    from lattice_samplers.flows.train import TrainingInterrupted, train_flow
+    from lattice_samplers.workflows.train.run import TrainingInterrupted, run_training
 
     if spec.curriculum is not None:
         return _run_curriculum(args, spec, out)
-    # a process group only under torchrun; train_flow checks the output folder before writing
     try:
-        with session(spec.train.device) as comm:
-            _, result = train_flow(
-                theory,
-                spec.flow,
-                spec.train,
-                out_dir=out,
-                progress=show_progress(args),
-                resume=args.resume,
-                init_from=args.init_from,
-                figure=True,
-            )
+        result, reports = run_training(
+            spec,
+            out,
+            progress=show_progress(args),
+            resume=args.resume,
+            init_from=args.init_from,
+        )
     except TrainingInterrupted as exc:
         print(f"lattice-samplers train: {exc}", file=sys.stderr)
         return exc.exit_status
     failed = result.stop_reason == "nonfinite_loss"
-    if comm is not None and not comm.is_main:
+    if not reports:
         return 1 if failed else 0
     summary = {**result.summary(), "out": str(out)}
     if args.json:
@@ -104,10 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_curriculum(args: argparse.Namespace, spec: TrainSpec, out: Path) -> int:
     """Train the ``[curriculum]`` stages, the last into ``out``; print the summary."""
-    from lattice_samplers.flows.distributed import session
-    from lattice_samplers.flows.train import TrainingInterrupted
-    from lattice_samplers.flows.train.curriculum import train_curriculum
-    from lattice_samplers.flows.train.session import check_output_dir
+    from lattice_samplers.workflows.train.run import TrainingInterrupted, run_curriculum
 
     if args.resume or args.init_from is not None:
         print(
@@ -116,26 +107,15 @@ def _run_curriculum(args: argparse.Namespace, spec: TrainSpec, out: Path) -> int
             file=sys.stderr,
         )
         return 2
-    curriculum = spec.curriculum
-    assert curriculum is not None
-    check_output_dir(out, spec.theory, spec.flow, False, curriculum.train[-1])
     try:
-        with session(spec.train.device) as comm:
-            result = train_curriculum(
-                curriculum.theories,
-                spec.flow,
-                curriculum.train,
-                out_dir=out / "stages",
-                progress=show_progress(args),
-                final_out_dir=out,
-            )
+        result, reports = run_curriculum(spec, out, progress=show_progress(args))
     except TrainingInterrupted as exc:
         print(f"lattice-samplers train: {exc}", file=sys.stderr)
         return exc.exit_status
     except FloatingPointError as exc:
         print(f"lattice-samplers train: error: {exc}", file=sys.stderr)
         return 1
-    if comm is not None and not comm.is_main:
+    if not reports:
         return 0
     summary = {**result.summary(), "out": str(out)}
     if args.json:

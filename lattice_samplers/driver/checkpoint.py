@@ -117,7 +117,6 @@ def check_compatible(meta: Mapping[str, Any], sampler: Sampler, run: RunSettings
     expected = {
         "sampler": sampler.kind,
         "initial_settings": json.loads(json.dumps(sampler.settings_dict())),
-        "broken": sampler._broken,
         "theory": json.loads(json.dumps(sampler.theory.to_dict())),
         "seed": run.seed,
         "n_chains": run.n_chains,

@@ -220,7 +220,6 @@ class _Chains:
         meta = {
             "format": CHECKPOINT_FORMAT,
             "sampler": sampler.kind,
-            "broken": sampler._broken,
             "theory": sampler.theory.to_dict(),
             "seed": run.seed,
             "n_chains": run.n_chains,

@@ -2,11 +2,14 @@
 
 This is the only package folder that imports torch.  The public API:
 
-* :class:`FlowSettings`, :func:`build_flow`, :class:`Flow` (``flow.sample(n)`` gives float64
-  NumPy ``(phi, log_q)``), :class:`FlowProposal` (the independence-Metropolis proposal);
-* :class:`TrainSettings`, :func:`train_flow`, :class:`TrainResult`, :func:`init_from_checkpoint`,
-  :func:`train_curriculum` (see :mod:`lattice_samplers.flows.train`); :func:`path_gradient_loss`
-  (the path-gradient reverse-KL surrogate, ``TrainSettings(gradient="path")``);
+* :class:`CNFSettings` (the default flow) and :class:`CouplingFlowSettings`, one settings
+  class per family (:func:`flow_settings` reads a ``[flow]`` section into one),
+  :func:`build_flow`, :class:`Flow` (``flow.sample(n)`` gives float64 NumPy
+  ``(phi, log_q)``), :class:`FlowProposal` (the independence-Metropolis proposal);
+* :class:`TrainSettings`, :class:`Trainer`, :func:`init_from_checkpoint` (see
+  :mod:`lattice_samplers.flows.train`; the training session with its files is the train
+  workflow, :mod:`lattice_samplers.workflows.train`); :func:`path_gradient_loss` (the
+  path-gradient reverse-KL surrogate, ``TrainSettings(gradient="path")``);
 * :func:`load_flow`, :func:`save_checkpoint`, :class:`CheckpointError`;
 * :class:`TorchAction` (torch twin of ``Phi4Theory.action``).
 """
@@ -18,33 +21,36 @@ from lattice_samplers.flows.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from lattice_samplers.flows.model import Flow, FlowProposal, FlowSettings, build_flow
+from lattice_samplers.flows.model import Flow, FlowProposal, build_flow
 from lattice_samplers.flows.path_gradient import PathGradientLoss, path_gradient_loss
+from lattice_samplers.flows.settings import (
+    CNFSettings,
+    CouplingFlowSettings,
+    FlowSettings,
+    flow_settings,
+)
 from lattice_samplers.flows.train import (
     Trainer,
-    TrainingInterrupted,
-    TrainResult,
     TrainSettings,
     ess_kish,
     imh_acceptance,
     init_from_checkpoint,
     set_torch_threads,
-    train_curriculum,
-    train_flow,
 )
 
 __all__ = [
+    "CNFSettings",
     "CheckpointError",
+    "CouplingFlowSettings",
     "Flow",
     "FlowSettings",
     "FlowProposal",
     "PathGradientLoss",
     "TorchAction",
     "TrainSettings",
-    "TrainResult",
     "Trainer",
-    "TrainingInterrupted",
     "build_flow",
+    "flow_settings",
     "ess_kish",
     "imh_acceptance",
     "init_from_checkpoint",
@@ -54,6 +60,4 @@ __all__ = [
     "read_checkpoint",
     "save_checkpoint",
     "set_torch_threads",
-    "train_curriculum",
-    "train_flow",
 ]

@@ -5,7 +5,8 @@ A checkpoint is one ``torch.save`` file holding plain data (loaded with ``weight
 * ``theory``: :meth:`Phi4Theory.to_dict` (L, parametrization, couplings, hopping form); format
   version 1 kept the couplings in a ``couplings`` sub-dict, which :meth:`Phi4Theory.from_dict`
   also reads;
-* ``arch``: the resolved architecture (:meth:`FlowSettings.resolve`), ``flow_config`` as given;
+* ``arch``: the resolved architecture (``resolve`` of the family's settings class, see
+  :mod:`lattice_samplers.flows.settings`), ``flow_config`` as given;
 * ``model``: the state dict; ``n_parameters``; ``versions`` (from
   :func:`lattice_samplers.records.versions`, plus torch);
 * ``train``: optional trainer state (step, optimizer, scheduler, RNG states, history).
@@ -25,7 +26,8 @@ import torch
 
 import lattice_samplers
 from lattice_samplers import records
-from lattice_samplers.flows.model import Flow, FlowSettings, architecture_key, flow_from_arch
+from lattice_samplers.flows.model import Flow, flow_from_arch
+from lattice_samplers.flows.settings import FlowSettings, architecture_key, flow_family
 from lattice_samplers.theory import Phi4Theory
 
 __all__ = [
@@ -85,7 +87,7 @@ def save_checkpoint(
         The model (weights are stored on the CPU in the model's dtype).
     theory : Phi4Theory
         The theory the flow was trained for.
-    flow_config : FlowSettings, optional
+    flow_config : CouplingFlowSettings or CNFSettings, optional
         The config as given (stored for reference; ``flow.arch`` is what is checked).
     train_state : dict, optional
         Trainer state (see :meth:`lattice_samplers.flows.train.Trainer.state_dict`).
@@ -166,7 +168,7 @@ def check_compatible(
 
     The lattice size is checked first (the commonest mistake), then the theory (same
     parametrization and couplings: the flow's output is in that field normalization), then
-    every architecture entry that changes the function class.
+    the flow family, then every architecture entry that changes the function class.
     """
     if theory is not None:
         stored = checkpoint_theory(data)
@@ -184,6 +186,11 @@ def check_compatible(
         want, have = architecture_key(arch), architecture_key(data["arch"])
         if int(have["L"]) != int(want["L"]):
             raise CheckpointError(f"{where} is for lattice size L = {have['L']}, not {want['L']}")
+        if flow_family(have) != flow_family(want):
+            raise CheckpointError(
+                f"{where} holds a {flow_family(have)} flow, not the {flow_family(want)} "
+                "flow configured"
+            )
         diff = [k for k in sorted(set(want) | set(have)) if want.get(k) != have.get(k)]
         if diff:
             parts = ", ".join(f"{k}: {have.get(k)!r} vs {want.get(k)!r}" for k in diff[:4])
@@ -211,7 +218,7 @@ def load_flow(
         If given, the checkpoint must be for this theory (same L, parametrization, couplings).
     device : str
         Where to put the model.
-    flow_config : FlowSettings, optional
+    flow_config : CouplingFlowSettings or CNFSettings, optional
         If given, the stored architecture must equal its resolution for the stored theory.
 
     Raises

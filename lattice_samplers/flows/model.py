@@ -1,4 +1,4 @@
-"""Flow models: configuration, builder, sampling with log-densities, the Proposal wrapper.
+"""Flow models: the Flow module, one layer builder per family, the Proposal wrapper.
 
 A :class:`Flow` pushes N(0, 1) noise on every site through its layers:
 
@@ -7,21 +7,19 @@ A :class:`Flow` pushes N(0, 1) noise on every site through its layers:
 
     log_q(phi) = log N(z) - sum_layers log|det J_layer|.
 
-The default architecture (no ``[flow]`` section) is the family of arXiv:2112.15532 sized for
-the lattice: 8 affine checkerboard couplings with fully connected conditioners of one hidden
-layer of width 2 L^2 and tanh, Z2-equivariant, followed by a learnable global rescaling.
-
-``family = "cnf"`` selects instead the equivariant continuous flow of arXiv:2207.00283
-(:mod:`lattice_samplers.flows.cnf`): free-field base -> one neural-ODE layer -> [rescaling].
+The architecture comes from the ``[flow]`` section, one settings class per family
+(:mod:`lattice_samplers.flows.settings`): the default, :class:`CNFSettings`, is the
+equivariant continuous flow of arXiv:2207.00283 (free-field base -> one neural-ODE layer ->
+rescaling); :class:`CouplingFlowSettings` gives the checkerboard coupling flows of
+arXiv:2112.15532.  Each family has one layer builder, :func:`coupling_layers` and
+:func:`cnf_layers`, which :func:`flow_from_arch` picks by the record's family.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,20 +35,29 @@ from lattice_samplers.flows.layers import (
     GlobalRescaling,
     SplineCoupling,
 )
-from lattice_samplers.flows.nets import ACTIVATIONS
+from lattice_samplers.flows.settings import (
+    FAMILIES,
+    CNFSettings,
+    CouplingFlowSettings,
+    FlowSettings,
+    flow_family,
+)
 from lattice_samplers.theory import Phi4Theory
 
 __all__ = [
     "COUPLINGS",
     "DTYPES",
-    "EQUIVARIANT_COUPLINGS",
+    "LAYER_BUILDERS",
+    "CNFSettings",
+    "CouplingFlowSettings",
     "Flow",
-    "FlowSettings",
     "FlowProposal",
-    "architecture_key",
+    "FlowSettings",
     "build_flow",
     "build_layers",
     "check_device",
+    "cnf_layers",
+    "coupling_layers",
     "flow_from_arch",
 ]
 
@@ -60,250 +67,7 @@ COUPLINGS: dict[str, type[FlowLayer]] = {
     "additive": AdditiveCoupling,
     "spline": SplineCoupling,
 }
-#: Flow families: checkerboard couplings, or the equivariant continuous flow.
-FAMILIES = ("coupling", "cnf")
-#: Coupling kinds that have a Z2-equivariant form.
-EQUIVARIANT_COUPLINGS = ("affine", "additive")
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
-#: Fields of the resolved architecture that do not change the function class (ignored when a
-#: checkpoint's architecture is compared with a config).
-_NOT_ARCHITECTURE = ("init_scale",)
-
-
-@dataclass(frozen=True)
-class FlowSettings:
-    """Architecture of a flow, the ``[flow]`` config section (all keys optional).
-
-    Attributes
-    ----------
-    family : str
-        ``coupling`` (checkerboard coupling layers; default) or ``cnf`` (the equivariant
-        continuous flow of arXiv:2207.00283: free-field base, one neural-ODE layer, global
-        rescaling; the coupling keys below do not apply to it).
-    coupling : str
-        Kind of every coupling layer: ``affine`` (default), ``additive`` or ``spline``.
-    n_layers : int
-        Number of coupling layers (alternating checkerboard parity), default 8.
-    layers : tuple of str or None
-        Explicit list of coupling kinds, e.g. ``["affine", "affine", "spline", "spline"]``;
-        overrides ``coupling`` and ``n_layers``.
-    conditioner : str
-        ``dense`` (fully connected on the V/2 passive sites; default) or ``conv`` (periodic
-        convolutions with circular padding).
-    hidden : tuple of int or None
-        Hidden widths (dense) or channels (conv).  Default: ``[2 L^2]`` dense, ``[8, 8]`` conv.
-    activation : str
-        ``tanh`` (default), ``softsign``, ``relu``, ``leaky_relu`` or ``silu``.
-    equivariant : bool or None
-        Z2-equivariant couplings (odd t, even s; needs an odd activation).  Default: True
-        unless a spline layer is present (splines have no equivariant form here).
-    kernel_size : int
-        Convolution kernel size (conv), default 3.
-    spline_bins, spline_bound : int, float
-        Bins K and half-interval B of spline layers (defaults 8 and 4.0).
-    global_rescaling : bool
-        Final learnable phi -> a phi (default True).
-    free_field_base : bool or None
-        First map the noise to a free field by an exact FFT layer (default: True for the
-        ``cnf`` family, False for couplings).
-    free_field_m2 : float or None
-        Mass^2 of that free field in lattice units, G~(k) = 1/(h (m2 + p^2)) with the theory's
-        hopping h.  Default: the theory's own quadratic part if it is free, else (4/L)^2.
-    dtype : str
-        ``float32`` (default) or ``float64`` for the network; log weights are float64 anyway.
-    init_scale : float
-        Scale of each conditioner's last-layer initial weights (near-identity start), 0.01;
-        for ``cnf``, about the size of the initial velocity relative to the field.
-    cnf_frequencies : int
-        ``cnf``: number of features sin(omega_f phi) besides phi (default 4).
-    cnf_time_basis : int
-        ``cnf``: cosine time-basis functions per kernel weight (default 4).
-    kernel_radius : int
-        ``cnf``: kernels vanish beyond max(|dx|, |dy|) = kernel_radius (default 3).
-    ode_steps : int
-        ``cnf``: fixed RK4 steps on [0, 1] (default 10).  The log-density carries an O(h^4)
-        integration error (measured at L = 8 after training: up to ~1e-2 with 10 steps, ~6e-4
-        with 20), a small bias of independence Metropolis; raise it for production runs.
-    """
-
-    family: str = "coupling"
-    coupling: str = "affine"
-    n_layers: int = 8
-    layers: tuple[str, ...] | None = None
-    conditioner: str = "dense"
-    hidden: tuple[int, ...] | None = None
-    activation: str = "tanh"
-    equivariant: bool | None = None
-    kernel_size: int = 3
-    spline_bins: int = 8
-    spline_bound: float = 4.0
-    global_rescaling: bool = True
-    free_field_base: bool | None = None
-    free_field_m2: float | None = None
-    dtype: str = "float32"
-    init_scale: float = 0.01
-    cnf_frequencies: int = 4
-    cnf_time_basis: int = 4
-    kernel_radius: int = 3
-    ode_steps: int = 10
-
-    def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise ValueError(f"unknown flow family {self.family!r} (known: {', '.join(FAMILIES)})")
-        if self.family == "cnf":
-            if self.layers is not None:
-                raise ValueError("flow.layers lists coupling layers; family = 'cnf' has none")
-            if self.equivariant is False:
-                raise ValueError("the cnf family is always Z2-equivariant; drop flow.equivariant")
-        if self.cnf_frequencies < 0:
-            raise ValueError(f"cnf_frequencies must be >= 0, got {self.cnf_frequencies}")
-        if self.cnf_time_basis < 1:
-            raise ValueError(f"cnf_time_basis must be >= 1, got {self.cnf_time_basis}")
-        if self.kernel_radius < 0:
-            raise ValueError(f"kernel_radius must be >= 0, got {self.kernel_radius}")
-        if self.ode_steps < 1:
-            raise ValueError(f"ode_steps must be >= 1, got {self.ode_steps}")
-        known = ", ".join(COUPLINGS)
-        if self.coupling not in COUPLINGS:
-            raise ValueError(f"unknown coupling layer kind {self.coupling!r} (known: {known})")
-        if self.layers is not None:
-            object.__setattr__(self, "layers", tuple(self.layers))
-            for kind in self.layers:
-                if kind not in COUPLINGS:
-                    raise ValueError(f"unknown coupling layer kind {kind!r} (known: {known})")
-        if self.n_layers < 0:
-            raise ValueError(f"n_layers must be >= 0, got {self.n_layers}")
-        if self.conditioner not in ("dense", "conv"):
-            raise ValueError(f"unknown conditioner {self.conditioner!r} (known: dense, conv)")
-        if self.hidden is not None:
-            object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-            if any(h < 1 for h in self.hidden):
-                raise ValueError(f"hidden sizes must be >= 1, got {list(self.hidden)}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(
-                f"unknown activation {self.activation!r} (known: {', '.join(ACTIVATIONS)})"
-            )
-        kinds = self.coupling_kinds()
-        if self.equivariant:
-            bad = sorted({k for k in kinds if k not in EQUIVARIANT_COUPLINGS})
-            if bad:
-                raise ValueError(
-                    f"{', '.join(bad)} coupling layers have no Z2-equivariant form; "
-                    "set flow.equivariant = false"
-                )
-        if self.is_equivariant() and not ACTIVATIONS[self.activation][1]:
-            odd = ", ".join(k for k, (_, is_odd) in ACTIVATIONS.items() if is_odd)
-            raise ValueError(
-                f"a Z2-equivariant flow needs an odd activation ({odd}), got "
-                f"{self.activation!r}; set flow.equivariant = false or change the activation"
-            )
-        if self.is_equivariant() and self.hidden == ():
-            raise ValueError("a Z2-equivariant flow needs at least one hidden layer")
-        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be an odd positive integer, got {self.kernel_size}")
-        if self.spline_bins < 2:
-            raise ValueError(f"spline_bins must be >= 2, got {self.spline_bins}")
-        if not self.spline_bound > 0:
-            raise ValueError(f"spline_bound must be > 0, got {self.spline_bound}")
-        if self.free_field_m2 is not None and not self.free_field_m2 > 0:
-            raise ValueError(f"free_field_m2 must be > 0, got {self.free_field_m2}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
-        if not (math.isfinite(self.init_scale) and self.init_scale >= 0):
-            raise ValueError(f"init_scale must be finite and >= 0, got {self.init_scale}")
-
-    def coupling_kinds(self) -> tuple[str, ...]:
-        """The coupling layer kinds in order (none for the ``cnf`` family)."""
-        if self.family == "cnf":
-            return ()
-        if self.layers is not None:
-            return self.layers
-        return (self.coupling,) * self.n_layers
-
-    def is_equivariant(self) -> bool:
-        """Whether the couplings are built Z2-equivariant (resolving the None default)."""
-        if self.equivariant is not None:
-            return self.equivariant
-        return all(k in EQUIVARIANT_COUPLINGS for k in self.coupling_kinds())
-
-    def uses_free_field_base(self) -> bool:
-        """Whether the flow starts with the free-field layer (resolving the None default)."""
-        if self.free_field_base is not None:
-            return self.free_field_base
-        return self.family == "cnf"
-
-    def resolve(self, theory: Phi4Theory) -> dict[str, Any]:
-        """The complete architecture for one theory, every default filled in (JSON-friendly).
-
-        Raises
-        ------
-        ValueError
-            For a checkerboard coupling on odd L, or a free-field base the theory cannot
-            define (non-positive hopping in an interacting theory).
-        """
-        L = theory.L
-        kinds = self.coupling_kinds()
-        if kinds and L % 2:
-            raise ValueError(
-                f"checkerboard coupling layers need an even lattice extent L, got L = {L}"
-            )
-        hidden = self.hidden
-        if hidden is None:
-            hidden = (2 * L * L,) if self.conditioner == "dense" else (8, 8)
-        out: dict[str, Any] = {
-            "L": L,
-            "layers": list(kinds),
-            "conditioner": self.conditioner,
-            "hidden": list(hidden),
-            "activation": self.activation,
-            "equivariant": self.is_equivariant(),
-            "kernel_size": self.kernel_size if self.conditioner == "conv" else None,
-            "spline_bins": self.spline_bins if "spline" in kinds else None,
-            "spline_bound": self.spline_bound if "spline" in kinds else None,
-            "global_rescaling": self.global_rescaling,
-            "free_field_base": self.uses_free_field_base(),
-            "free_field_h": None,
-            "free_field_c2": None,
-            "dtype": self.dtype,
-            "init_scale": self.init_scale,
-        }
-        if self.family == "cnf":
-            # coupling keys do not apply; the cnf keys appear only here, so the resolved
-            # architecture (and checkpoints) of coupling flows is unchanged
-            out.update(conditioner=None, hidden=None, activation=None, equivariant=True)
-            out.update(
-                family="cnf",
-                cnf_frequencies=self.cnf_frequencies,
-                cnf_time_basis=self.cnf_time_basis,
-                kernel_radius=self.kernel_radius,
-                ode_steps=self.ode_steps,
-            )
-        if out["free_field_base"]:
-            h, c2, _ = theory.hopping
-            if theory.is_free and self.free_field_m2 is None:
-                out["free_field_h"], out["free_field_c2"] = float(h), float(c2)
-            else:
-                if not h > 0:
-                    raise ValueError(
-                        "flow.free_field_base with an interacting theory needs a positive "
-                        f"hopping coefficient h, got {h:g}"
-                    )
-                m2 = self.free_field_m2 if self.free_field_m2 is not None else (4.0 / L) ** 2
-                out["free_field_h"], out["free_field_c2"] = float(h), float(h * (m2 + 4.0) / 2)
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        """The config as given (None for unset defaults), JSON-friendly."""
-        d = dataclasses.asdict(self)
-        for k in ("layers", "hidden"):
-            if d[k] is not None:
-                d[k] = list(d[k])
-        return d
-
-
-def architecture_key(arch: dict[str, Any]) -> dict[str, Any]:
-    """The part of a resolved architecture that must match for weights to be reusable."""
-    return {k: v for k, v in arch.items() if k not in _NOT_ARCHITECTURE}
 
 
 def check_device(device: str) -> torch.device:
@@ -441,7 +205,7 @@ class Flow(nn.Module):
             raise ValueError(f"ode_steps must be a positive integer, got {n_steps!r}")
         odes = [layer for layer in self.layers if isinstance(layer, EquivariantCNFLayer)]
         if not odes:
-            family = self.arch.get("family", "coupling")
+            family = flow_family(self.arch)
             raise ValueError(f"a {family} flow has no ODE steps to set (only the cnf family)")
         for layer in odes:
             layer.ode_steps = n_steps
@@ -546,29 +310,33 @@ class FlowProposal:
         return self.flow.sample(n, generator=gen, batch_size=self.batch_size)
 
 
-def build_layers(arch: dict[str, Any]) -> list[FlowLayer]:
-    """Instantiate the layers of a resolved architecture (see :meth:`FlowSettings.resolve`)."""
+def cnf_layers(arch: dict[str, Any]) -> list[FlowLayer]:
+    """The layers of a resolved cnf architecture (:meth:`CNFSettings.resolve`)."""
     L = int(arch["L"])
     layers: list[FlowLayer] = []
     if arch["free_field_base"]:
         layers.append(FreeFieldLayer(L, arch["free_field_h"], arch["free_field_c2"]))
-    family = arch.get("family", "coupling")
-    if family == "cnf":
-        layers.append(
-            EquivariantCNFLayer(
-                L,
-                frequencies=int(arch["cnf_frequencies"]),
-                n_time_basis=int(arch["cnf_time_basis"]),
-                kernel_radius=int(arch["kernel_radius"]),
-                ode_steps=int(arch["ode_steps"]),
-                init_scale=float(arch["init_scale"]),
-            )
+    layers.append(
+        EquivariantCNFLayer(
+            L,
+            frequencies=int(arch["cnf_frequencies"]),
+            n_time_basis=int(arch["cnf_time_basis"]),
+            kernel_radius=int(arch["kernel_radius"]),
+            ode_steps=int(arch["ode_steps"]),
+            init_scale=float(arch["init_scale"]),
         )
-        if arch["global_rescaling"]:
-            layers.append(GlobalRescaling(L))
-        return layers
-    if family != "coupling":
-        raise ValueError(f"unknown flow family {family!r} (known: {', '.join(FAMILIES)})")
+    )
+    if arch["global_rescaling"]:
+        layers.append(GlobalRescaling(L))
+    return layers
+
+
+def coupling_layers(arch: dict[str, Any]) -> list[FlowLayer]:
+    """The layers of a resolved coupling architecture (:meth:`CouplingFlowSettings.resolve`)."""
+    L = int(arch["L"])
+    layers: list[FlowLayer] = []
+    if arch["free_field_base"]:
+        layers.append(FreeFieldLayer(L, arch["free_field_h"], arch["free_field_c2"]))
     common = dict(
         conditioner=arch["conditioner"],
         hidden=tuple(arch["hidden"]),
@@ -588,6 +356,18 @@ def build_layers(arch: dict[str, Any]) -> list[FlowLayer]:
     if arch["global_rescaling"]:
         layers.append(GlobalRescaling(L))
     return layers
+
+
+#: Family -> the builder of its layers from a resolved architecture.
+LAYER_BUILDERS = {"coupling": coupling_layers, "cnf": cnf_layers}
+
+
+def build_layers(arch: dict[str, Any]) -> list[FlowLayer]:
+    """Instantiate the layers of a resolved architecture with its family's builder."""
+    family = flow_family(arch)
+    if family not in LAYER_BUILDERS:
+        raise ValueError(f"unknown flow family {family!r} (known: {', '.join(FAMILIES)})")
+    return LAYER_BUILDERS[family](arch)
 
 
 def flow_from_arch(arch: dict[str, Any], device: str = "cpu", seed: int = 0) -> Flow:
@@ -621,14 +401,14 @@ def build_flow(
     device: str = "cpu",
     seed: int = 0,
 ) -> Flow:
-    """Build the flow for a theory from a :class:`FlowSettings` (default: the paper's family).
+    """Build the flow for a theory from its family's settings (default: :class:`CNFSettings`).
 
     Parameters
     ----------
     theory : Phi4Theory
         Fixes L (and the free-field base layer's quadratic part, if used).
-    config : FlowSettings, optional
-        Architecture; None gives :class:`FlowSettings` defaults.
+    config : CouplingFlowSettings or CNFSettings, optional
+        Architecture; None gives the default flow, :class:`CNFSettings`.
     device : str
         ``cpu`` or ``cuda`` (``cuda:N``).
     seed : int
@@ -639,5 +419,5 @@ def build_flow(
     ValueError
         For odd L with coupling layers, an unavailable device, or an impossible base layer.
     """
-    config = config or FlowSettings()
+    config = config or CNFSettings()
     return flow_from_arch(config.resolve(theory), device=device, seed=seed)

@@ -22,23 +22,24 @@ from lattice_samplers.kernels.common import measure_into
 from lattice_samplers.kernels.metropolis import sweep_into
 
 __all__ = [
-    "BROKEN_BOND_ALWAYS",
     "CLUSTER_STAT_NAMES",
+    "bond_active",
     "cluster_block",
     "wolff_update",
 ]
-
-#: Test-only negative control: activate every same-sign bond (p = 1), ignoring |phi_x phi_y|.
-BROKEN_BOND_ALWAYS = 3
 
 #: Per-step statistics written by :func:`cluster_block`, in column order.
 CLUSTER_STAT_NAMES: tuple[str, ...] = ("accepted", "sites_flipped", "cluster_size")
 
 
+@njit(cache=True, inline="always")
+def bond_active(e: float, two_h_abs_phi: float, v: float) -> bool:
+    """Whether a same-sign bond joins the cluster: E < 2 h |phi_x phi_y|, E ~ Exp(1)."""
+    return e < two_h_abs_phi * abs(v)
+
+
 @njit(cache=True)
-def wolff_update(
-    phi: np.ndarray, h: float, rng: np.random.Generator, stack: np.ndarray, broken: int
-) -> int:
+def wolff_update(phi: np.ndarray, h: float, rng: np.random.Generator, stack: np.ndarray) -> int:
     """Grow one Wolff cluster from a uniformly random seed, flip its signs; return its size.
 
     Parameters
@@ -50,8 +51,6 @@ def wolff_update(
     stack : ndarray of int64, shape (2, L * L + 1)
         Scratch space for the growth front, row and column indices (each site enters once;
         the extra slot takes the unconditional write of the branch-free push).
-    broken : int
-        ``BROKEN_BOND_ALWAYS`` (test-only) activates every same-sign bond.
 
     Notes
     -----
@@ -74,7 +73,6 @@ def wolff_update(
     top = 1
     size = 1
     two_h = 2.0 * h
-    always = broken == BROKEN_BOND_ALWAYS
     while top > 0:
         top -= 1
         i = si[top]
@@ -97,7 +95,7 @@ def wolff_update(
             # same sign as the cluster had, so not flipped yet: a candidate
             candidate = v * s > 0.0
             e = rng.standard_exponential()
-            add = candidate & (always | (e < ax * abs(v)))
+            add = candidate & bond_active(e, ax, v)
             phi[ni, nj] = -v if add else v
             si[top] = ni
             sj[top] = nj
@@ -125,7 +123,6 @@ def cluster_block(
     thin: int,
     obs_out: np.ndarray,
     stats_out: np.ndarray,
-    broken: int,
 ) -> None:
     """Run ``n_steps`` steps of (n_clusters Wolff updates + n_sweeps Metropolis sweeps).
 
@@ -141,23 +138,17 @@ def cluster_block(
     stats_out : ndarray, shape (n_steps, 3)
         Per step, :data:`CLUSTER_STAT_NAMES`: fraction of accepted Metropolis proposals, total
         sites flipped by the step's clusters, mean cluster size of the step.
-    broken : int
-        ``BROKEN_BOND_ALWAYS`` for the cluster, or a Metropolis control value for the sweeps
-        (test-only).
     """
     n_prop = phi.shape[0] * phi.shape[1] * n_hits * n_sweeps
-    sweep_broken = 0 if broken == BROKEN_BOND_ALWAYS else broken
     obs = current[1:]
     work = np.empty((2 * n_hits + 1) * phi.shape[0] * phi.shape[1])  # the sweeps' scratch
     for t in range(n_steps):
         flipped = 0
         for _ in range(n_clusters):
-            flipped += wolff_update(phi, h, rng, stack, broken)
+            flipped += wolff_update(phi, h, rng, stack)
         n_acc = 0
         for _ in range(n_sweeps):
-            n_acc += sweep_into(
-                phi, width, n_hits, checkerboard, h, c2, c4, rng, sweep_broken, work
-            )
+            n_acc += sweep_into(phi, width, n_hits, checkerboard, h, c2, c4, rng, work)
         stats_out[t, 0] = n_acc / n_prop
         stats_out[t, 1] = flipped
         stats_out[t, 2] = flipped / n_clusters

@@ -15,12 +15,9 @@ import numpy as np
 from numba import njit
 
 __all__ = [
-    "BROKEN_NONE",
-    "BROKEN_REVERSED_ACCEPT",
     "FASTMATH",
     "N_OBS",
     "OBSERVABLE_NAMES",
-    "accept_sign",
     "accept_test",
     "measure_into",
     "observables_from_sums",
@@ -43,13 +40,9 @@ N_OBS = len(OBSERVABLE_NAMES)
 #: produce an honest inf/NaN that the (non-fastmath) accept test rejects and counts.
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
-#: Values of the test-only ``broken`` argument (negative controls; never use in production).
-BROKEN_NONE = 0
-BROKEN_REVERSED_ACCEPT = 1
-
 
 @njit(cache=True, inline="always")
-def accept_test(delta_h: float, e: float, sign: float) -> bool:
+def accept_test(delta_h: float, e: float) -> bool:
     """Metropolis decision for delta_h = H_new - H_old, given a fresh variate e ~ Exp(1).
 
     The sign convention, written once for every sampler: accept if log(u) < -delta_h with
@@ -59,17 +52,10 @@ def accept_test(delta_h: float, e: float, sign: float) -> bool:
     and the random stream does not depend on outcomes.  A non-finite ``delta_h`` (NaN, +-inf
     from a diverging update) is always rejected; callers count it from the recorded delta_h.
 
-    ``sign`` is +1.0.  The test-only negative control ``sign = -1.0`` (see
-    :func:`accept_sign`) reverses the test: accept if log(u) > -delta_h.  Compiled without
-    fastmath, so comparisons with NaN keep their IEEE meaning.
+    Compiled without fastmath, so comparisons with NaN keep their IEEE meaning.  (The
+    reversed test of the negative controls is built in :mod:`lattice_samplers.testing`.)
     """
-    return (sign * (e - delta_h) > 0.0) & (abs(delta_h) < np.inf)
-
-
-@njit(cache=True)
-def accept_sign(broken: int) -> float:
-    """The ``sign`` argument of :func:`accept_test`: -1.0 for the reversed-accept control."""
-    return -1.0 if broken == BROKEN_REVERSED_ACCEPT else 1.0
+    return (e - delta_h > 0.0) & (abs(delta_h) < np.inf)
 
 
 @njit(cache=True, fastmath=FASTMATH)

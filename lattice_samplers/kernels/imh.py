@@ -24,7 +24,6 @@ def imh_pass(
     index_current: int,
     accepted: np.ndarray,
     index: np.ndarray,
-    ignore_weights: bool = False,
 ) -> tuple[float, int, int]:
     """Run independence Metropolis over the proposals ``log_w`` in order.
 
@@ -46,9 +45,6 @@ def imh_pass(
         Whether proposal t was accepted.
     index : (n,) int64, output
         Index of the chain's state after step t (t itself when accepted).
-    ignore_weights : bool
-        Test-only broken variant (a negative control): accept every proposal, as if log q
-        were the exact target density.  Never use it for physics.
 
     Returns
     -------
@@ -61,7 +57,7 @@ def imh_pass(
         if not np.isfinite(lw):
             n_nonfinite += 1
             accepted[t] = False
-        elif ignore_weights or log_w_current == -np.inf:
+        elif log_w_current == -np.inf:
             accepted[t] = True
         else:
             delta_h = log_w_current - lw

@@ -19,7 +19,6 @@ import numpy as np
 from numba import njit
 
 from lattice_samplers.kernels.common import (
-    accept_sign,
     accept_test,
     measure_into,
 )
@@ -61,7 +60,6 @@ def _update_site(
     h: float,
     c2: float,
     c4: float,
-    sign: float,
 ) -> int:
     """n_hits Metropolis proposals phi -> phi + d[k + hit] at one site; returns accepts."""
     nn = phi[ip, j] + phi[im, j] + phi[i, jp] + phi[i, jm]
@@ -73,7 +71,7 @@ def _update_site(
         q = p + dd
         q2 = q * q
         ds = -h * dd * nn + c2 * (q2 - p2) + c4 * (q2 * q2 - p2 * p2)
-        acc = accept_test(ds, e[k + hit], sign)
+        acc = accept_test(ds, e[k + hit])
         # selects instead of branches: acceptance is a coin flip the CPU cannot predict
         p = q if acc else p
         p2 = q2 if acc else p2
@@ -145,7 +143,6 @@ def _update_half(
     h: float,
     c2: float,
     c4: float,
-    sign: float,
 ) -> int:
     """All proposals of one checkerboard half at once: the sites are independent.
 
@@ -164,7 +161,7 @@ def _update_half(
             p2 = p * p
             q2 = q * q
             ds = -h * dd * nn[s] + c2 * (q2 - p2) + c4 * (q2 * q2 - p2 * p2)
-            acc = accept_test(ds, e_t[s * n_hits], sign)
+            acc = accept_test(ds, e_t[s * n_hits])
             cur[s] = q if acc else p
             n_acc += 1 if acc else 0
     return n_acc
@@ -180,7 +177,6 @@ def sweep_into(
     c2: float,
     c4: float,
     rng: np.random.Generator,
-    broken: int,
     work: np.ndarray,
 ) -> int:
     """One full sweep of single-site Metropolis updates; returns the number of accepted moves.
@@ -198,7 +194,6 @@ def sweep_into(
     """
     L0, L1 = phi.shape
     volume = L0 * L1
-    sign = accept_sign(broken)
     d, e = draw_proposals(volume * n_hits, width, rng, work)
     n_acc = 0
     k = 0
@@ -218,7 +213,6 @@ def sweep_into(
                 h,
                 c2,
                 c4,
-                sign,
             )
             _scatter_half(phi, parity, cur)
     elif checkerboard:
@@ -229,9 +223,7 @@ def sweep_into(
                 for j in range((i + parity) % 2, L1, 2):
                     jp = j + 1 if j + 1 < L1 else 0
                     jm = j - 1 if j > 0 else L1 - 1
-                    n_acc += _update_site(
-                        phi, i, j, ip, im, jp, jm, d, e, k, n_hits, h, c2, c4, sign
-                    )
+                    n_acc += _update_site(phi, i, j, ip, im, jp, jm, d, e, k, n_hits, h, c2, c4)
                     k += n_hits
     else:
         for i in range(L0):
@@ -240,7 +232,7 @@ def sweep_into(
             for j in range(L1):
                 jp = j + 1 if j + 1 < L1 else 0
                 jm = j - 1 if j > 0 else L1 - 1
-                n_acc += _update_site(phi, i, j, ip, im, jp, jm, d, e, k, n_hits, h, c2, c4, sign)
+                n_acc += _update_site(phi, i, j, ip, im, jp, jm, d, e, k, n_hits, h, c2, c4)
                 k += n_hits
     return n_acc
 
@@ -255,11 +247,10 @@ def sweep(
     c2: float,
     c4: float,
     rng: np.random.Generator,
-    broken: int,
 ) -> int:
     """:func:`sweep_into` with its own scratch (allocated per call: for single sweeps)."""
     work = np.empty((2 * n_hits + 1) * phi.shape[0] * phi.shape[1])
-    return sweep_into(phi, width, n_hits, checkerboard, h, c2, c4, rng, broken, work)
+    return sweep_into(phi, width, n_hits, checkerboard, h, c2, c4, rng, work)
 
 
 @njit(cache=True, nogil=True)
@@ -278,7 +269,6 @@ def metropolis_block(
     thin: int,
     obs_out: np.ndarray,
     stats_out: np.ndarray,
-    broken: int,
 ) -> None:
     """Run ``n_steps`` sweeps in place, recording observables every ``thin`` sweeps.
 
@@ -297,7 +287,7 @@ def metropolis_block(
     obs = current[1:]
     work = np.empty(2 * n_prop + phi.shape[0] * phi.shape[1])
     for t in range(n_steps):
-        n_acc = sweep_into(phi, width, n_hits, checkerboard, h, c2, c4, rng, broken, work)
+        n_acc = sweep_into(phi, width, n_hits, checkerboard, h, c2, c4, rng, work)
         stats_out[t, 0] = n_acc / n_prop
         if (t + 1) % thin == 0:
             current[0] = measure_into(phi, h, c2, c4, c0, obs)

@@ -21,9 +21,9 @@ Tuning: a sampler may name one setting (``tuned_setting``) that the run driver a
 thermalization toward ``settings.target_acceptance`` via :meth:`Sampler.adapt`; afterwards the
 settings are frozen and reported.
 
-Test-only negative controls: every sampler takes ``_broken`` (default ``""``), the name of a
-deliberately wrong variant from ``broken_variants``.  They exist only so the tests can show
-that their statistical checks fail on a wrong algorithm; never use them for physics.
+Negative controls (deliberately wrong variants that the tests' statistical checks must fail)
+are subclasses in :mod:`lattice_samplers.testing.broken` that swap a sampler's kernel for a
+compiled broken twin; the samplers and kernels here carry no test switch.
 """
 
 from __future__ import annotations
@@ -184,8 +184,6 @@ class Sampler(ABC):
         The theory to sample.
     settings : dataclass instance, optional
         An instance of ``settings_class``; defaults to ``settings_class()``.
-    _broken : str, optional
-        Test-only negative control, one of ``broken_variants`` (default ``""``: correct).
     **overrides
         Individual settings replacing those of ``settings`` (e.g. ``step_size=0.05``).
 
@@ -201,8 +199,6 @@ class Sampler(ABC):
         The setting :meth:`adapt` tunes (``None``: nothing to tune).
     tune_stat : str
         The statistic whose mean is steered to ``settings.target_acceptance``.
-    broken_variants : tuple of str
-        Names accepted by ``_broken`` (test-only).
     """
 
     kind: ClassVar[str] = ""
@@ -211,14 +207,11 @@ class Sampler(ABC):
     observable_names: ClassVar[tuple[str, ...]] = OBSERVABLE_NAMES
     tuned_setting: ClassVar[str | None] = None
     tune_stat: ClassVar[str] = "accepted"
-    broken_variants: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
         theory: Phi4Theory,
         settings: Any = None,
-        *,
-        _broken: str = "",
         **overrides: Any,
     ) -> None:
         if not isinstance(theory, Phi4Theory):
@@ -231,14 +224,8 @@ class Sampler(ABC):
             )
         if overrides:
             settings = dataclasses.replace(settings, **overrides)
-        if _broken and _broken not in self.broken_variants:
-            raise ValueError(
-                f"unknown _broken variant {_broken!r} for {self.kind}; "
-                f"test-only variants: {', '.join(self.broken_variants) or 'none'}"
-            )
         self.theory = theory
         self.settings = settings
-        self._broken = _broken
         self._check_theory()
 
     # ------------------------------------------------------------------ to implement
@@ -318,11 +305,6 @@ class Sampler(ABC):
             raise ValueError("phi0 contains NaN or inf")
         return phi
 
-    @property
-    def broken_code(self) -> int:
-        """Integer code of the test-only variant for the kernels (0: correct)."""
-        return 0
-
     def settings_dict(self) -> dict[str, Any]:
         """The current settings as a JSON-ready dict (after tuning, once tuned)."""
         return dataclasses.asdict(self.settings)
@@ -371,7 +353,7 @@ class Sampler(ABC):
         constructor needs more than (theory, settings), or that compile nothing, override this
         (a no-op is fine).
         """
-        tiny = type(self)(self.theory.with_L(2), self.settings, _broken=self._broken)
+        tiny = type(self)(self.theory.with_L(2), self.settings)
         rng = np.random.default_rng(0)
         state = tiny.init(None, rng)
         tiny.step(state, rng)
@@ -402,8 +384,7 @@ class Sampler(ABC):
         return float(min(max(value, 1e-6), 1e3))
 
     def __repr__(self) -> str:
-        broken = f", _broken={self._broken!r}" if self._broken else ""
-        return f"{type(self).__name__}({self.theory!r}, {self.settings!r}{broken})"
+        return f"{type(self).__name__}({self.theory!r}, {self.settings!r})"
 
 
 def _check_lengths(n_steps: int, thin: int) -> tuple[int, int]:

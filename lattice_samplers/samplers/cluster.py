@@ -14,7 +14,6 @@ from typing import Literal
 import numpy as np
 
 from lattice_samplers.kernels import cluster as kcl
-from lattice_samplers.kernels import common as kcommon
 from lattice_samplers.samplers.base import Sampler, State, check_fraction, check_positive
 
 __all__ = ["ClusterSampler", "ClusterSettings"]
@@ -63,15 +62,14 @@ class ClusterSampler(Sampler):
     Statistics per step: ``accepted`` (fraction of accepted sweep proposals),
     ``sites_flipped`` (sum over the step's clusters) and ``cluster_size`` (their mean).
     Work: ``site_updates``, ``cluster_updates``, ``cluster_sites_flipped``.
-    Test-only ``_broken="bond_always"`` activates every same-sign bond (p = 1), which violates
-    detailed balance; ``"reversed_accept"`` reverses the sweeps' accept test.
     """
 
     kind = "cluster"
     settings_class = ClusterSettings
     stat_names = kcl.CLUSTER_STAT_NAMES
     tuned_setting = "width"
-    broken_variants = ("bond_always", "reversed_accept")
+    #: the compiled block of steps (a test-only subclass may swap in a broken twin)
+    block_kernel = staticmethod(kcl.cluster_block)
 
     def _check_theory(self) -> None:
         if self.theory.h < 0:
@@ -79,14 +77,6 @@ class ClusterSampler(Sampler):
                 f"the cluster update needs a ferromagnetic hopping coefficient h >= 0, "
                 f"got h = {self.theory.h:g}"
             )
-
-    @property
-    def broken_code(self) -> int:
-        """Kernel code of the test-only variant."""
-        return {
-            "bond_always": kcl.BROKEN_BOND_ALWAYS,
-            "reversed_accept": kcommon.BROKEN_REVERSED_ACCEPT,
-        }.get(self._broken, 0)
 
     def run_block(
         self,
@@ -100,7 +90,7 @@ class ClusterSampler(Sampler):
         """Run ``n_steps`` cluster steps in compiled code (see :meth:`Sampler.run_block`)."""
         s = self.settings
         h, c2, c4 = self.theory.hopping
-        kcl.cluster_block(
+        self.block_kernel(
             state.phi,
             state.scalars,
             np.empty((2, self.theory.volume + 1), dtype=np.int64),
@@ -118,7 +108,6 @@ class ClusterSampler(Sampler):
             int(thin),
             obs_out,
             stats_out,
-            self.broken_code,
         )
 
     def work(self, stats: np.ndarray) -> dict[str, int]:

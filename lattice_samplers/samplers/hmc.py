@@ -15,7 +15,6 @@ from typing import Literal
 
 import numpy as np
 
-from lattice_samplers.kernels import common as kcommon
 from lattice_samplers.kernels import hmc as khmc
 from lattice_samplers.samplers.base import Sampler, State, check_fraction, check_positive
 
@@ -80,10 +79,6 @@ class HMCSampler(Sampler):
 
     State caches: ``force`` (dS/dphi at the current field, so a trajectory costs n_leapfrog
     force evaluations with leapfrog, 2 n_leapfrog with Omelyan) and ``momentum``.
-
-    Test-only negative controls (``_broken``): ``"reversed_accept"`` (accept if
-    log(u) > -delta_h), ``"no_refresh"`` (momenta drawn once at init and never refreshed),
-    ``"nonreversible"`` (symplectic-Euler integrator: volume preserving, not reversible).
     """
 
     kind = "hmc"
@@ -91,21 +86,13 @@ class HMCSampler(Sampler):
     stat_names = khmc.HMC_STAT_NAMES
     tuned_setting = "step_size"
     tune_stat = "acceptance_prob"
-    broken_variants = ("reversed_accept", "no_refresh", "nonreversible")
-
-    @property
-    def broken_code(self) -> int:
-        """Kernel code of the test-only variant."""
-        return {
-            "reversed_accept": kcommon.BROKEN_REVERSED_ACCEPT,
-            "no_refresh": khmc.BROKEN_NO_REFRESH,
-        }.get(self._broken, 0)
+    #: the compiled kernels (a test-only subclass may swap in broken twins)
+    block_kernel = staticmethod(khmc.hmc_block)
+    integrate_kernel = staticmethod(khmc.integrate)
 
     @property
     def integrator_code(self) -> int:
-        """Kernel code of the integrator (the broken one for ``_broken="nonreversible"``)."""
-        if self._broken == "nonreversible":
-            return khmc.BROKEN_EULER
+        """Kernel code of the configured integrator."""
         return _INTEGRATORS[self.settings.integrator]
 
     @property
@@ -116,7 +103,7 @@ class HMCSampler(Sampler):
     def init(self, phi0: np.ndarray | None = None, rng: np.random.Generator | None = None) -> State:
         """State with ``phi0`` (zeros if None), its action, observables, force and momentum.
 
-        Only the ``no_refresh`` control draws from ``rng`` here (its one-time momenta).
+        The momentum buffer starts at zero: every trajectory refreshes it first.
         """
         state = super().init(phi0, rng)
         phi, scalars = state.phi, state.scalars
@@ -124,10 +111,6 @@ class HMCSampler(Sampler):
         force = np.zeros_like(phi)
         khmc.compute_force(phi, h, c2, c4, force)
         momentum = np.zeros_like(phi)
-        if self._broken == "no_refresh":
-            if rng is None:
-                raise ValueError("the no_refresh control needs an rng to draw its momenta")
-            momentum[...] = rng.standard_normal(phi.shape)
         return State(phi, scalars, {"force": force, "momentum": momentum})
 
     def run_block(
@@ -143,7 +126,7 @@ class HMCSampler(Sampler):
         s = self.settings
         h, c2, c4 = self.theory.hopping
         phi = state.phi
-        khmc.hmc_block(
+        self.block_kernel(
             phi,
             state.aux["force"],
             state.aux["momentum"],
@@ -162,7 +145,6 @@ class HMCSampler(Sampler):
             int(thin),
             obs_out,
             stats_out,
-            self.broken_code,
         )
 
     def work(self, stats: np.ndarray) -> dict[str, int]:
@@ -199,7 +181,7 @@ class HMCSampler(Sampler):
         khmc.compute_force(phi, h, c2, c4, force)
         phi_out = np.empty_like(phi)
         eps = self.settings.step_size if step_size is None else float(step_size)
-        khmc.integrate(
+        self.integrate_kernel(
             phi,
             phi_out,
             mom,

@@ -12,7 +12,6 @@ from typing import Literal
 
 import numpy as np
 
-from lattice_samplers.kernels import common as kcommon
 from lattice_samplers.kernels import metropolis as kmet
 from lattice_samplers.samplers.base import Sampler, State, check_fraction, check_positive
 
@@ -57,20 +56,15 @@ class MetropolisSampler(Sampler):
     """Local Metropolis sampler (numba); one step = one full sweep.
 
     Statistics per step: ``accepted``, the fraction of accepted proposals in the sweep.
-    Work: ``site_updates`` = V * n_hits per sweep.  Test-only ``_broken="reversed_accept"``
-    accepts if log(u) > -delta_S.
+    Work: ``site_updates`` = V * n_hits per sweep.
     """
 
     kind = "metropolis"
     settings_class = MetropolisSettings
     stat_names = ("accepted",)
     tuned_setting = "width"
-    broken_variants = ("reversed_accept",)
-
-    @property
-    def broken_code(self) -> int:
-        """Kernel code of the test-only variant."""
-        return kcommon.BROKEN_REVERSED_ACCEPT if self._broken == "reversed_accept" else 0
+    #: the compiled block of sweeps (a test-only subclass may swap in a broken twin)
+    block_kernel = staticmethod(kmet.metropolis_block)
 
     def run_block(
         self,
@@ -84,7 +78,7 @@ class MetropolisSampler(Sampler):
         """Run ``n_steps`` sweeps in compiled code (see :meth:`Sampler.run_block`)."""
         s = self.settings
         h, c2, c4 = self.theory.hopping
-        kmet.metropolis_block(
+        self.block_kernel(
             state.phi,
             state.scalars,
             float(s.width),
@@ -99,7 +93,6 @@ class MetropolisSampler(Sampler):
             int(thin),
             obs_out,
             stats_out,
-            self.broken_code,
         )
 
     def work(self, stats: np.ndarray) -> dict[str, int]:

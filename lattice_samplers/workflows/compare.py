@@ -2,14 +2,15 @@
 
 All samplers run on the same theory, the same machine and in the same process, one after the
 other, with the same chain lengths (``[run]``), and are summarized by the same code
-(:func:`lattice_samplers.summary.summarize_observables`, Gamma method, lattice convention
-tau_int = 1/2 + sum rho).  For every observable the comparison reports core seconds (summed
-over chains: hardware neutral, independent of ``[run] workers``) per effective sample of
-production alone and with the flow's training seconds added, and the elapsed (wall) seconds per
-effective sample beside them (:mod:`lattice_samplers.cost`), the flow's break-even chain
-length against each classical sampler, and a consistency check: a sampler whose estimate
-disagrees (beyond ``k_sigma`` combined errors) with most of the other samplers is flagged (see
-:func:`_consistency`).
+(:func:`lattice_samplers.summary.summarize_observables`, lattice convention tau_int = 1/2 + sum
+rho; tau_int, errors, ESS and costs come from ``[analysis] tau_estimator``, ArviZ by default,
+with the Gamma method's tau_int reported beside it). For every observable the comparison
+reports core seconds (summed over chains: hardware neutral, independent of ``[run] workers``)
+per effective sample of production alone and with the flow's training seconds added, and the
+elapsed (wall) seconds per effective sample beside them (:mod:`lattice_samplers.cost`), the
+flow's break-even chain length against each classical sampler, and a consistency check: a
+sampler whose estimate disagrees (beyond ``k_sigma`` combined errors) with most of the other
+samplers is flagged (see :func:`_consistency`).
 
 Config sections (all optional; unknown sections or keys are errors):
 
@@ -20,7 +21,7 @@ Config sections (all optional; unknown sections or keys are errors):
   ``flow_checkpoint`` (use a trained flow instead of training);
 * ``[metropolis]``, ``[hmc]``, ``[cluster]``: settings of each classical sampler;
 * ``[flow]``, ``[train]``: architecture and training of the flow (see ``lattice-samplers
-  train``); ``[imh]``: ``batch_size`` of the independence Metropolis proposals.
+  train``); ``[flow_sampler]``: ``batch_size`` of the independence Metropolis proposals.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from lattice_samplers.config import ConfigError
 from lattice_samplers.cost import break_even, cost_per_effective_sample
 from lattice_samplers.driver import RunResult, run_sampler, write_results
 from lattice_samplers.records import json_safe, versions, write_csv, write_json
-from lattice_samplers.samplers.imh import IndependenceMetropolisSampler, imh_diagnostics
+from lattice_samplers.samplers.flow import FlowSampler, flow_diagnostics
 from lattice_samplers.specs import ALL_SAMPLERS, CLASSICAL, FLOW_SAMPLER, CompareSpec, compare_spec
 from lattice_samplers.summary import (
     diagnostics,
@@ -134,14 +135,16 @@ class Comparison:
 
 def _train_or_load(plan: CompareSpec, out_dir: Path | None, progress: bool | None):
     """Return (flow, training record) by training, or by loading ``plan.flow_checkpoint``."""
-    from lattice_samplers.flows import load_flow, train_flow
+    from lattice_samplers.flows import load_flow
+    from lattice_samplers.flows.model import flow_family
+    from lattice_samplers.workflows.train.session import train_flow
 
-    if plan.flow_record is not None:
-        device = plan.train_config.device if plan.train_config is not None else "cpu"
-        flow = load_flow(plan.flow_record, plan.theory, device=device)
+    if plan.flow_record is not None:  # read and checked against the theory by compare_spec
+        flow = load_flow(plan.flow_record, device=plan.flow_device)
         train = plan.flow_record.get("train") or {}
         return flow, {
             "source": str(plan.flow_checkpoint),
+            "family": flow_family(flow.arch),
             "train_seconds": float(train.get("train_s", math.nan)),
             "n_steps": train.get("step"),
             "n_parameters": plan.flow_record.get("n_parameters"),
@@ -159,6 +162,7 @@ def _train_or_load(plan: CompareSpec, out_dir: Path | None, progress: bool | Non
     )
     record = {
         "source": "trained",
+        "family": flow_family(flow.arch),
         "train_seconds": tr.train_seconds,
         "n_steps": tr.n_steps,
         "final_acceptance": tr.final_acceptance,
@@ -244,7 +248,7 @@ def run_comparison(
         )
         diag = diagnostics(result)
         if name == FLOW_SAMPLER:
-            diag.update(imh_diagnostics(result.stats["accepted"], result.stats["log_weight"]))
+            diag.update(flow_diagnostics(result.stats["accepted"], result.stats["log_weight"]))
         runs[name] = SamplerRun(
             name,
             result,
@@ -282,7 +286,7 @@ def run_comparison(
             if "ode_steps" in flow.arch:
                 training["sampling_ode_steps"] = int(flow.arch["ode_steps"])
             proposal = FlowProposal(flow)
-            flow_sampler = IndependenceMetropolisSampler(plan.theory, plan.imh, proposal=proposal)
+            flow_sampler = FlowSampler(plan.theory, plan.flow_sampler, proposal=proposal)
     for name in names:
         if name == FLOW_SAMPLER:
             execute(name, flow_sampler, float(training["train_seconds"]))

@@ -8,7 +8,8 @@
 with a classical sampler (Wolff cluster updates composed with Metropolis sweeps by default:
 the cluster update decorrelates the long-distance modes that xi is made of) at a few beta,
 fits xi/L linearly in beta by weighted least squares, solves for the target, and checks the
-solution with a fresh measurement there.  The procedure:
+solution with a fresh measurement there (the search itself, with its settings record, is
+:mod:`lattice_samplers.workflows.beta_search`).  The procedure:
 
 1. Start at ``beta0`` (default: the paper's beta(L), arXiv:2112.15532, interpolated in L
    for lam = 0.5, else 0.6) and step by ``step`` (doubling) until two measured points
@@ -28,9 +29,9 @@ The table.  ``lattice-samplers tune --L 6 8 ... 20 --lam 0.5 --out data/tuning``
 ``tune`` scan task per L (:mod:`lattice_samplers.scan`, so it resumes) and writes
 ``beta_tuned.csv`` and ``beta_tuned.json``.  Configs refer to it by name:
 ``theory.beta = "tuned"`` means "the tabulated beta for this L and lam at xi/L = 0.25", and
-``"tuned:0.5"`` selects the xi/L = 0.5 rows (:func:`lattice_samplers.tuned.resolve_tuned`).
+``"tuned:0.5"`` selects the xi/L = 0.5 rows (:func:`lattice_samplers.beta_table.resolve_tuned`).
 The table ships with the package; ``LATTICE_SAMPLERS_TUNING_TABLE`` names another one
-(:mod:`lattice_samplers.tuned`).
+(:mod:`lattice_samplers.beta_table`).
 """
 
 from __future__ import annotations
@@ -45,13 +46,14 @@ from typing import Any
 import numpy as np
 
 from lattice_samplers import observables
+from lattice_samplers.beta_table import TABLE_COLUMNS
 from lattice_samplers.config import require_memory
 from lattice_samplers.driver import BlockReport, RunSettings, run_sampler
 from lattice_samplers.records import write_csv, write_json
 from lattice_samplers.samplers import make_sampler
 from lattice_samplers.specs import TuneSettings, tune_settings
 from lattice_samplers.theory import Phi4Theory
-from lattice_samplers.tuned import TABLE_COLUMNS
+from lattice_samplers.workflows.beta_search import SearchSettings, XiPoint, find_crossing
 
 __all__ = [
     "PAPER_BETA",
@@ -81,32 +83,6 @@ PAPER_BETA: Mapping[int, float] = {
 
 
 # ============================================================================ results
-@dataclasses.dataclass(frozen=True)
-class XiPoint:
-    """One measurement of xi/L at one beta.
-
-    Attributes
-    ----------
-    beta : float
-        The ising-form beta.
-    xi_over_L, xi_over_L_err : float
-        Second-moment xi / L and its blocked-jackknife error.
-    n_steps : int
-        Measured sampler steps (after ``n_therm`` thermalization steps).
-    seed : int
-        Seed of this measurement's chain.
-    wall_s : float
-        Seconds the measurement took.
-    """
-
-    beta: float
-    xi_over_L: float
-    xi_over_L_err: float
-    n_steps: int
-    seed: int
-    wall_s: float = dataclasses.field(default=0.0, compare=False)  # timing is not a result
-
-
 @dataclasses.dataclass(frozen=True)
 class TuneResult:
     """The outcome of :func:`tune_beta`.
@@ -270,70 +246,6 @@ def _two_point_series(
     return g0, g_pmin
 
 
-# ============================================================================ fitting
-def _linear_fit(
-    x: np.ndarray, y: np.ndarray, err: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Weighted least squares y = a + b x; returns (a, b), their covariance and chi^2/dof.
-
-    With more than two points the covariance is scaled by chi^2/dof when that exceeds 1
-    (the points scatter more than their errors say: a nonlinear range or underestimated
-    errors), so the quoted error does not pretend otherwise.
-    """
-    w = 1.0 / err**2
-    A = np.stack([np.ones_like(x), x], axis=1)
-    cov = np.linalg.inv(A.T @ (A * w[:, None]))
-    coef = cov @ (A.T @ (w * y))
-    dof = len(x) - 2
-    chi2_dof = float(np.sum(w * (y - A @ coef) ** 2) / dof) if dof > 0 else float("nan")
-    if dof > 0 and chi2_dof > 1.0:
-        cov = cov * chi2_dof
-    return coef, cov, chi2_dof
-
-
-def _solve(coef: np.ndarray, cov: np.ndarray, target: float) -> tuple[float, float]:
-    """beta* with a + b beta* = target, and its delta-method error."""
-    a, b = coef
-    beta = (target - a) / b
-    grad = np.array([1.0, beta])  # d(a + b beta)/d(a, b) at fixed beta
-    sigma_line = math.sqrt(float(grad @ cov @ grad))
-    return float(beta), sigma_line / abs(float(b))
-
-
-def _usable(points: Sequence[XiPoint]) -> list[int]:
-    return [i for i, p in enumerate(points) if math.isfinite(p.xi_over_L) and p.xi_over_L_err > 0]
-
-
-def _bracket(points: Sequence[XiPoint], target: float) -> tuple[int, int] | None:
-    """The tightest bracket: the largest beta below the target and the smallest beta above."""
-    usable = _usable(points)
-    below = [i for i in usable if points[i].xi_over_L < target]
-    above = [i for i in usable if points[i].xi_over_L >= target]
-    if not below or not above:
-        return None
-    return max(below, key=lambda i: points[i].beta), min(above, key=lambda i: points[i].beta)
-
-
-def _interpolate(points: Sequence[XiPoint], pair: tuple[int, int], target: float) -> float:
-    lo, hi = points[pair[0]], points[pair[1]]
-    if hi.xi_over_L == lo.xi_over_L:
-        return 0.5 * (lo.beta + hi.beta)
-    return lo.beta + (target - lo.xi_over_L) * (hi.beta - lo.beta) / (hi.xi_over_L - lo.xi_over_L)
-
-
-def _fit_indices(
-    points: Sequence[XiPoint], target: float, centre: float, window: float
-) -> list[int]:
-    """Points for the local linear fit: the tightest bracket plus all within ``window`` of centre.
-
-    Only nearby points enter, so the curvature of xi/L(beta) does not bias the solution.
-    """
-    pair = _bracket(points, target)
-    chosen = set(pair or ())
-    chosen |= {i for i in _usable(points) if abs(points[i].beta - centre) <= window}
-    return sorted(chosen, key=lambda i: points[i].beta)
-
-
 def interpolate_paper_beta(L: int) -> float:
     """Beta for lam = 0.5 and xi = L/4 from the paper's table (linear in L, clamped)."""
     Ls = np.array(sorted(PAPER_BETA), dtype=float)
@@ -423,70 +335,15 @@ def tune_beta(
         def measure(L_, beta_, lam_, n_, nt_, seed_):  # noqa: ANN001, ANN202 - local adapter
             return measure_xi_over_L(L_, beta_, lam_, n_, nt_, seed_, sampler=sampler)
 
-    seeds = np.random.SeedSequence(seed)
-    points: list[XiPoint] = []
-
-    def at(beta: float) -> XiPoint:
-        child = seeds.spawn(1)[0]  # k-th call: spawn_key (k,), fixed by the order of calls
-        point_seed = int(child.generate_state(1, np.uint64)[0] >> np.uint64(1))
-        t = time.perf_counter()
-        value, err = measure(L, beta, lam, n_steps, n_therm, point_seed)
-        p = XiPoint(float(beta), float(value), float(err), n_steps, point_seed, 0.0)
-        p = dataclasses.replace(p, wall_s=time.perf_counter() - t)
-        points.append(p)
-        if progress is not None:
-            progress(f"L={L} beta={beta:.5f}: xi/L = {value:.4f} +- {err:.4f} ({p.wall_s:.1f} s)")
-        return p
-
-    # 1. bracket the target, walking from beta0 in the direction the first point says
-    p = at(beta0)
-    direction = 1.0 if not p.xi_over_L >= xi_over_L else -1.0  # NaN: too disordered, go up
-    delta = step
-    beta = beta0
-    while _bracket(points, xi_over_L) is None:
-        if len(points) >= max_bracket:
-            raise ValueError(
-                f"tune: no bracket of xi/L = {xi_over_L} found for L={L}, lam={lam} after "
-                f"{len(points)} measurements (beta {min(q.beta for q in points):.4f} .. "
-                f"{max(q.beta for q in points):.4f}); give a better --beta0 or a larger step"
-            )
-        beta = beta + direction * delta
-        if beta <= 0:
-            raise ValueError(f"tune: beta left the positive range searching for L={L}")
-        at(beta)
-        delta *= 2.0
-
-    # 2. narrow a wide bracket (left by the doubling steps) to about 2 * step
-    for _ in range(4):
-        pair = _bracket(points, xi_over_L)
-        assert pair is not None
-        if points[pair[1]].beta - points[pair[0]].beta <= 2.0 * step * (1.0 + 1e-9):
-            break
-        estimate = _interpolate(points, pair, xi_over_L)
-        at(estimate - 0.5 * step)
-        at(estimate + 0.5 * step)
-
-    # 3. local fit, solve, check at the solution; refit with the new point if it disagrees
-    pair = _bracket(points, xi_over_L)
-    assert pair is not None
-    centre = _interpolate(points, pair, xi_over_L)
-    window = 1.5 * step
-    checked: XiPoint | None = None
-    for _ in range(max_iter):
-        idx = _fit_indices(points, xi_over_L, centre, window)
-        coef, cov, _ = _linear_fit(*_arrays(points, idx))
-        if coef[1] <= 0:
-            raise ValueError(f"tune: xi/L does not grow with beta around beta = {centre:.4f}")
-        centre, _ = _solve(coef, cov, xi_over_L)
-        checked = at(centre)
-        if abs(checked.xi_over_L - xi_over_L) <= tolerance * checked.xi_over_L_err:
-            break
-
-    assert checked is not None
-    idx = _fit_indices(points, xi_over_L, checked.beta, window)
-    coef, cov, chi2_dof = _linear_fit(*_arrays(points, idx))
-    beta_star, beta_err = _solve(coef, cov, xi_over_L)
-    converged = abs(checked.xi_over_L - xi_over_L) <= tolerance * checked.xi_over_L_err
+    search = SearchSettings(beta0, step, tolerance, max_iter, max_bracket, n_steps)
+    found = find_crossing(
+        lambda beta, point_seed: measure(L, beta, lam, n_steps, n_therm, point_seed),
+        xi_over_L,
+        search,
+        seed,
+        label=f"L={L}",
+        progress=progress,
+    )
     settings = {
         "sampler": getattr(measure, "__name__", "custom") if custom else sampler,
         "n_steps": n_steps,
@@ -501,27 +358,20 @@ def tune_beta(
         L=L,
         lam=float(lam),
         xi_over_L_target=float(xi_over_L),
-        beta=beta_star,
-        beta_err=beta_err,
-        xi_over_L=checked.xi_over_L,
-        xi_over_L_err=checked.xi_over_L_err,
-        beta_checked=checked.beta,
-        converged=bool(converged),
-        slope=float(coef[1]),
-        slope_err=float(math.sqrt(cov[1, 1])),
-        chi2_dof=chi2_dof,
-        fit_points=tuple(idx),
-        points=tuple(points),
+        beta=found.beta,
+        beta_err=found.beta_err,
+        xi_over_L=found.checked.xi_over_L,
+        xi_over_L_err=found.checked.xi_over_L_err,
+        beta_checked=found.checked.beta,
+        converged=found.converged,
+        slope=found.slope,
+        slope_err=found.slope_err,
+        chi2_dof=found.chi2_dof,
+        fit_points=found.fit_points,
+        points=found.points,
         settings=settings,
         wall_s=time.perf_counter() - t0,
     )
-
-
-def _arrays(points: Sequence[XiPoint], idx: Sequence[int]) -> tuple[np.ndarray, ...]:
-    x = np.array([points[i].beta for i in idx])
-    y = np.array([points[i].xi_over_L for i in idx])
-    e = np.array([points[i].xi_over_L_err for i in idx])
-    return x, y, e
 
 
 def write_table(results: Sequence[TuneResult], out_dir: str | Path, meta: Mapping) -> Path:

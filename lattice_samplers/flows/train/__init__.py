@@ -1,12 +1,12 @@
-"""Reverse-KL training of flows: settings, the pure loop, the session, warm starts.
+"""Reverse-KL training of flows: settings, the pure loop, warm starts.
 
 * :mod:`.config`: :class:`TrainSettings`, the history columns, torch's CPU threads;
 * :mod:`.loop`: :class:`Trainer`, :func:`reverse_kl_loss`, :func:`run_loop`, :func:`fit`
   (takes a flow and an action, returns the flow and its history; writes no files);
-* :mod:`.session`: :func:`train_flow` and :class:`TrainResult` (checkpoints, resume, signals,
-  history.csv, summary.json, figure, DDP);
-* :mod:`.warmstart`: :func:`init_from_checkpoint` (weights across lattice sizes);
-* :mod:`.curriculum`: :func:`train_curriculum` (stage by stage, warm-started).
+* :mod:`.warmstart`: :func:`init_from_checkpoint` (weights across lattice sizes).
+
+The training session (checkpoints, resume, signals, files) and the curriculum are the train
+workflow: :mod:`lattice_samplers.workflows.train`.
 """
 
 from lattice_samplers.autocorr import ess_kish
@@ -18,11 +18,6 @@ from lattice_samplers.flows.train.config import (
     set_torch_threads,
     trajectory_changes,
 )
-from lattice_samplers.flows.train.curriculum import (
-    CurriculumResult,
-    CurriculumStage,
-    train_curriculum,
-)
 from lattice_samplers.flows.train.loop import (
     LoopOutcome,
     NonFiniteLossError,
@@ -33,36 +28,14 @@ from lattice_samplers.flows.train.loop import (
     run_loop,
     weight_metrics,
 )
-from lattice_samplers.flows.train.session import (
-    CHECKPOINT_NAME,
-    FIGURE_NAME,
-    HISTORY_NAME,
-    SUMMARY_NAME,
-    TrainingInterrupted,
-    TrainResult,
-    check_output_dir,
-    plot_history,
-    read_history_csv,
-    train_flow,
-    write_history_csv,
-)
 from lattice_samplers.flows.train.warmstart import init_from_checkpoint, init_from_flow
 
 __all__ = [
-    "CHECKPOINT_NAME",
-    "FIGURE_NAME",
     "HISTORY_COLUMNS",
-    "HISTORY_NAME",
-    "SUMMARY_NAME",
-    "CurriculumResult",
-    "CurriculumStage",
     "LoopOutcome",
     "NonFiniteLossError",
     "TrainSettings",
-    "TrainResult",
     "Trainer",
-    "TrainingInterrupted",
-    "check_output_dir",
     "default_threads",
     "ess_kish",
     "fit",
@@ -70,14 +43,9 @@ __all__ = [
     "init_from_checkpoint",
     "init_from_flow",
     "physical_cores",
-    "plot_history",
-    "read_history_csv",
     "reverse_kl_loss",
     "run_loop",
     "set_torch_threads",
-    "train_curriculum",
-    "train_flow",
     "trajectory_changes",
     "weight_metrics",
-    "write_history_csv",
 ]

@@ -16,7 +16,8 @@ from typing import Any
 import torch
 
 from lattice_samplers.flows.checkpoint import CheckpointError, read_checkpoint
-from lattice_samplers.flows.model import Flow, architecture_key
+from lattice_samplers.flows.model import Flow
+from lattice_samplers.flows.settings import architecture_key, flow_family
 
 __all__ = ["init_from_checkpoint", "init_from_flow", "load_matching_weights"]
 
@@ -48,6 +49,11 @@ def load_matching_weights(
         One line naming the first architecture entry or parameter that does not fit.
     """
     have, want = architecture_key(arch), architecture_key(flow.arch)
+    if flow_family(have) != flow_family(want):
+        raise CheckpointError(
+            f"cannot warm-start from {source}: it is a {flow_family(have)} flow, "
+            f"this is a {flow_family(want)} flow"
+        )
     for key in sorted(set(have) | set(want)):
         if key not in _MAY_DIFFER and have.get(key) != want.get(key):
             raise CheckpointError(

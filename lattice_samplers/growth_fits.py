@@ -1,4 +1,4 @@
-"""Statistics of the scaling study of flow training at fixed xi/L (arXiv:2112.15532).
+"""Growth fits of the scaling studies (arXiv:2112.15532): cost against L, first-reached targets.
 
 * :func:`first_reached`: the step and seconds at which a target acceptance is first reached
   (the training job itself is :mod:`lattice_samplers.workflows.train`);

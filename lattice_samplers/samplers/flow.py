@@ -1,4 +1,4 @@
-"""Independence Metropolis-Hastings with an external proposal.
+"""The flow sampler: independence Metropolis-Hastings with an external proposal.
 
 The proposal is a trained flow, the exact free field, or anything else that returns its log
 density.
@@ -18,7 +18,7 @@ fed by independent proposal streams; within a chain the flow still runs in batch
 This module does not import torch: the proposal is any object with
 ``sample(n, rng) -> (phi (n, L, L) float64, log_q (n,) float64)`` (see :class:`Proposal`).
 
-Parallel chains: the run driver calls :meth:`~IndependenceMetropolisSampler.run_block` of
+Parallel chains: the run driver calls :meth:`~FlowSampler.run_block` of
 different chains from several threads at once (``[run] workers``), so ``sample`` must draw only
 from the ``rng`` it is given, change no shared state, and give the same numbers in any thread
 (the exact free-field proposal does: NumPy FFTs).  A proposal for which that does not hold sets
@@ -45,10 +45,10 @@ from lattice_samplers.samplers.base import OBSERVABLE_NAMES, Sampler, State
 from lattice_samplers.theory import Phi4Theory
 
 __all__ = [
-    "IMHSettings",
-    "IndependenceMetropolisSampler",
+    "FlowSamplerSettings",
+    "FlowSampler",
     "Proposal",
-    "imh_diagnostics",
+    "flow_diagnostics",
 ]
 
 
@@ -62,8 +62,8 @@ class Proposal(Protocol):
 
 
 @dataclass(frozen=True)
-class IMHSettings:
-    """Settings of independence Metropolis (the ``[imh]`` config section).
+class FlowSamplerSettings:
+    """Settings of the flow sampler (the ``[flow_sampler]`` config section).
 
     Attributes
     ----------
@@ -80,42 +80,37 @@ class IMHSettings:
             raise ValueError(f"batch_size must be a positive integer, got {self.batch_size}")
 
 
-class IndependenceMetropolisSampler(Sampler):
+class FlowSampler(Sampler):
     """Independence Metropolis over proposals from ``proposal`` (see the module docstring).
 
     Parameters
     ----------
     theory : Phi4Theory
         The target theory; the proposal must produce fields of its shape.
-    settings : IMHSettings, optional
+    settings : FlowSamplerSettings, optional
         Batch size.
     proposal : Proposal
         ``sample(n, rng) -> (phi, log_q)``.
-    _broken : str, optional
-        Test-only negative control ``"ignore_log_q"``: weights ``-S`` instead of
-        ``-S - log q`` (an independence sampler that forgets to correct for its proposal).
     """
 
-    kind: ClassVar[str] = "imh"
-    settings_class: ClassVar[type] = IMHSettings
+    kind: ClassVar[str] = "flow"
+    settings_class: ClassVar[type] = FlowSamplerSettings
     #: per step: accepted, the proposal's log weight, 1 if that weight was not finite
     stat_names: ClassVar[tuple[str, ...]] = ("accepted", "log_weight", "nonfinite")
     tuned_setting: ClassVar[str | None] = None
-    broken_variants: ClassVar[tuple[str, ...]] = ("ignore_log_q",)
 
     def __init__(
         self,
         theory: Phi4Theory,
-        settings: IMHSettings | None = None,
+        settings: FlowSamplerSettings | None = None,
         *,
         proposal: Proposal,
-        _broken: str = "",
         **overrides: Any,
     ) -> None:
         if not isinstance(proposal, Proposal):
             raise TypeError("proposal must have a method sample(n, rng) -> (phi, log_q)")
         self.proposal = proposal
-        super().__init__(theory, settings, _broken=_broken, **overrides)
+        super().__init__(theory, settings, **overrides)
 
     # ------------------------------------------------------------------ proposals
     def _draw(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -135,8 +130,11 @@ class IndependenceMetropolisSampler(Sampler):
         obs = measure(self.theory, phi)
         for k, name in enumerate(OBSERVABLE_NAMES):
             scalars[:, 1 + k] = obs[name]
-        log_w = -scalars[:, 0] if self._broken == "ignore_log_q" else -scalars[:, 0] - log_q
-        return phi, log_w, scalars
+        return phi, self.log_weight(scalars[:, 0], log_q), scalars
+
+    def log_weight(self, action: np.ndarray, log_q: np.ndarray) -> np.ndarray:
+        """Importance log weights of proposals, log w = -S - log q (float64)."""
+        return -action - log_q
 
     # ------------------------------------------------------------------ Sampler interface
     def init(self, phi0: np.ndarray | None = None, rng: np.random.Generator | None = None) -> State:
@@ -206,7 +204,7 @@ class IndependenceMetropolisSampler(Sampler):
         batch_action(np.zeros((1, 2, 2)), 1.0, 1.0, 1.0, np.empty(1))
 
 
-def imh_diagnostics(accepted: np.ndarray, log_weight: np.ndarray) -> dict[str, float]:
+def flow_diagnostics(accepted: np.ndarray, log_weight: np.ndarray) -> dict[str, float]:
     """Diagnostics of an independence Metropolis run from its per-step statistics.
 
     Parameters

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lattice_samplers.config import ConfigError
-from lattice_samplers.scaling import (
+from lattice_samplers.growth_fits import (
     first_reached,
     fit_growth,
     lognormal_acceptance,
@@ -91,4 +91,4 @@ def test_train_job_config_is_validated() -> None:
     with pytest.raises(ConfigError, match="unknown"):
         validate_train_job({**base, "study": {"target": [0.5]}})
     with pytest.raises(ConfigError, match="flow"):
-        validate_train_job({**base, "flow": {"coupling": "magic"}})
+        validate_train_job({**base, "flow": {"family": "coupling", "coupling": "magic"}})

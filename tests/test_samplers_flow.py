@@ -8,12 +8,13 @@ from helpers import run_chains
 
 from lattice_samplers.autocorr import gamma_method
 from lattice_samplers.exact import FreeFieldSampler, free_phi2, free_susceptibility
-from lattice_samplers.samplers.imh import (
-    IMHSettings,
-    IndependenceMetropolisSampler,
-    imh_diagnostics,
+from lattice_samplers.samplers.flow import (
+    FlowSampler,
+    FlowSamplerSettings,
+    flow_diagnostics,
 )
-from lattice_samplers.summary import check_mean
+from lattice_samplers.testing.broken import broken_sampler
+from lattice_samplers.testing.checks import check_mean
 from lattice_samplers.theory import Phi4Theory
 
 FREE = Phi4Theory.create(4, "albergo", m2=1.0, lam=0.0)
@@ -32,9 +33,8 @@ class WrongMassProposal:
 
 
 def _run(proposal, broken: str = "", n_steps: int = 20_000, seed: int = 3, theory=FREE):
-    sampler = IndependenceMetropolisSampler(
-        theory, IMHSettings(batch_size=2048), proposal=proposal, _broken=broken
-    )
+    cls = broken_sampler("flow", broken) if broken else FlowSampler
+    sampler = cls(theory, FlowSamplerSettings(batch_size=2048), proposal=proposal)
     return run_chains(sampler, n_steps, n_therm=100, n_chains=2, seed=seed, progress=False)
 
 
@@ -43,7 +43,7 @@ def test_exact_proposal_accepts_everything_and_is_uncorrelated() -> None:
     assert result.acceptance == pytest.approx(1.0, abs=1e-6)
     tau = gamma_method(result.observables["magnetization"])
     assert abs(tau.tau_int - 0.5) < 4 * tau.tau_int_err
-    diag = imh_diagnostics(result.stats["accepted"], result.stats["log_weight"])
+    diag = flow_diagnostics(result.stats["accepted"], result.stats["log_weight"])
     assert diag["ess_kish"] == pytest.approx(1.0, abs=1e-9)
     assert diag["tau_int_accept"] == pytest.approx(0.5)
     assert diag["longest_rejection_run"] == 0
@@ -71,9 +71,7 @@ def test_run_is_reproducible_from_the_seed() -> None:
 
 
 def test_thinning_records_every_thin_steps() -> None:
-    sampler = IndependenceMetropolisSampler(
-        FREE, IMHSettings(batch_size=7), proposal=FreeFieldSampler(FREE)
-    )
+    sampler = FlowSampler(FREE, FlowSamplerSettings(batch_size=7), proposal=FreeFieldSampler(FREE))
     rng = np.random.default_rng(0)
     state = sampler.init(None, rng)
     chain = sampler.run(state, 30, rng, thin=3)
@@ -85,7 +83,7 @@ def test_thinning_records_every_thin_steps() -> None:
 def test_diagnostics_of_a_hand_made_history() -> None:
     accepted = np.array([[1, 0, 0, 0, 1, 1, 0, 1]], dtype=bool)
     log_w = np.array([[0.0, np.nan, 1.0, 1.0, 0.0, 0.0, 2.0, 0.0]])
-    d = imh_diagnostics(accepted, log_w)
+    d = flow_diagnostics(accepted, log_w)
     assert d["acceptance"] == pytest.approx(0.5)
     assert d["longest_rejection_run"] == 3
     assert d["nonfinite_fraction"] == pytest.approx(1 / 8)
@@ -98,19 +96,19 @@ def test_bad_proposal_shape_is_reported() -> None:
             return np.zeros((n, 3, 3)), np.zeros(n)
 
     with pytest.raises(ValueError, match="proposal returned"):
-        IndependenceMetropolisSampler(FREE, proposal=Bad()).init(None, np.random.default_rng())
+        FlowSampler(FREE, proposal=Bad()).init(None, np.random.default_rng())
     with pytest.raises(TypeError, match="sample"):
-        IndependenceMetropolisSampler(FREE, proposal=object())
+        FlowSampler(FREE, proposal=object())
     with pytest.raises(ValueError, match="batch_size"):
-        IMHSettings(batch_size=0)
+        FlowSamplerSettings(batch_size=0)
 
 
 @pytest.fixture(scope="module")
 def untrained_flow_proposal():
     """An untrained flow of the paper's family at L = 4 (random init): acceptance ~0.15."""
-    from lattice_samplers.flows import FlowProposal, FlowSettings, build_flow
+    from lattice_samplers.flows import CouplingFlowSettings, FlowProposal, build_flow
 
-    flow = build_flow(FREE_ISING, FlowSettings(), seed=11)
+    flow = build_flow(FREE_ISING, CouplingFlowSettings(), seed=11)
     return FlowProposal(flow)
 
 
@@ -127,3 +125,12 @@ def test_untrained_flow_ignoring_log_q_fails(untrained_flow_proposal) -> None:
     """Negative control: the same flow without the log q correction is biased."""
     result = _run(untrained_flow_proposal, broken="ignore_log_q", n_steps=20_000, theory=FREE_ISING)
     assert not check_mean(result.observables["phi2"], free_phi2(FREE_ISING))
+
+
+def test_progress_lines_name_the_flow_sampler(capsys: pytest.CaptureFixture) -> None:
+    """The flow sampler is "flow" in progress lines and results, as in configs (not "imh")."""
+    sampler = FlowSampler(FREE, FlowSamplerSettings(batch_size=64), proposal=FreeFieldSampler(FREE))
+    result = run_chains(sampler, 64, n_therm=8, n_chains=1, seed=1, progress=None)
+    err = capsys.readouterr().err
+    assert "flow L=" in err and "imh" not in err
+    assert FlowSampler.kind == "flow" and result.sampler == "flow"

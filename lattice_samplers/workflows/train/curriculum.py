@@ -21,8 +21,8 @@ from lattice_samplers import records
 from lattice_samplers.flows.checkpoint import read_checkpoint
 from lattice_samplers.flows.model import Flow, FlowSettings
 from lattice_samplers.flows.train.config import TrainSettings
-from lattice_samplers.flows.train.session import TrainResult, train_flow
 from lattice_samplers.theory import Phi4Theory
+from lattice_samplers.workflows.train.session import TrainResult, train_flow
 
 __all__ = ["CurriculumResult", "CurriculumStage", "train_curriculum"]
 

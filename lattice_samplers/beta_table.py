@@ -1,4 +1,4 @@
-"""The tabulated beta(L) at fixed xi/L, and ``beta = "tuned"`` in configs.
+"""The packaged beta(L) table at fixed xi/L, and ``beta = "tuned"`` in configs.
 
 The table ships with the package (``lattice_samplers/data/beta_tuned.csv``, read through
 :mod:`importlib.resources`), so ``theory.beta = "tuned"`` works from any folder and from a

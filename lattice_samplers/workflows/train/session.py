@@ -50,7 +50,7 @@ from lattice_samplers.flows.checkpoint import (
 )
 from lattice_samplers.flows.distributed import DistContext, broadcast_floats, on_main
 from lattice_samplers.flows.distributed import current as current_group
-from lattice_samplers.flows.model import Flow, FlowSettings
+from lattice_samplers.flows.model import CNFSettings, Flow, FlowSettings
 from lattice_samplers.flows.train.config import (
     HISTORY_COLUMNS,
     TrainSettings,
@@ -319,7 +319,7 @@ def train_flow(
     theory : Phi4Theory
         Target theory.
     flow_config : FlowSettings, optional
-        Architecture (default: the paper's family sized for the lattice).
+        Architecture (default: :class:`~lattice_samplers.flows.settings.CNFSettings`).
     train_config : TrainSettings, optional
         Settings (defaults of :class:`TrainSettings`).
     out_dir : str or Path, optional
@@ -364,7 +364,7 @@ def train_flow(
     """
     from tqdm.auto import tqdm
 
-    flow_config = flow_config or FlowSettings()
+    flow_config = flow_config or CNFSettings()
     cfg = train_config or TrainSettings()
     flow_config.resolve(theory)  # fail early on odd L etc.
     comm = current_group(cfg.device) if distributed is not False else None

@@ -1,10 +1,4 @@
-"""Numba kernels for Hybrid (Hamiltonian) Monte Carlo on the hopping-form phi^4 action.
-
-H(phi, pi) = S(phi) + 1/2 sum_x pi_x^2 with unit masses.  One trajectory: refresh pi ~ N(0, 1),
-integrate Hamilton's equations with a reversible, volume-preserving integrator, then accept with
-:func:`lattice_samplers.kernels.metropolis.accept_test` on delta_h = H_new - H_old.
-
-Integrators (``integrator`` argument):
+"""HMC integrators on row-padded fields: leapfrog, Omelyan, and the fused kick-drift passes.
 
 * ``LEAPFROG`` (velocity Verlet): kick(eps/2) [drift(eps) kick(eps)] ... ending with kick(eps/2);
   one force evaluation per step.
@@ -13,23 +7,14 @@ Integrators (``integrator`` argument):
   kick(lam eps) drift(eps/2) kick((1 - 2 lam) eps) drift(eps/2) kick(lam eps), lam ~ 0.1932,
   with adjacent kicks merged; two force evaluations per step, about ten times smaller energy
   error than leapfrog at equal step size.
-* ``BROKEN_EULER`` -- *test-only negative control*: symplectic Euler kick(eps) drift(eps),
-  volume preserving but not time reversible, so HMC built on it is biased.
 
-The force at the end of a trajectory is stored, so the next trajectory starts without
-recomputing it: a trajectory costs n_leapfrog (leapfrog) or 2 n_leapfrog (Omelyan) force
-evaluations.  The arithmetic passes are compiled with a fastmath subset that keeps NaN/inf
-semantics; the accept decision is made in non-fastmath code.
+Both are time reversible and volume preserving; the non-reversible integrator of the negative
+controls is built in :mod:`lattice_samplers.testing` by replacing :func:`step_schedule`.
 
-Layout, for SIMD: inside a block the fields live in *row-padded* flat buffers of
-(L0 + 2) * L1 entries, the lattice in rows 1 .. L0 and copies of its last and first rows in
-rows 0 and L0 + 1, so that every vertical neighbour is at x -+ L1 with no wrap.  A fused
-kick-drift is then one long branch-free loop over all V sites, in which x -+ 1 are the
-horizontal neighbours; that is wrong only for one neighbour of the first and last column,
-and as the force is linear in it, a short pass (2 L0 sites) adds the difference.  Momenta
-and forces are plain flat arrays of V entries.  The Gaussian momenta come from
-:func:`lattice_samplers.kernels.counter_rng.normal_fill`, a vectorized Box-Muller on a stream
-keyed by one variate of the caller's generator per trajectory.
+The arithmetic passes are compiled with a fastmath subset that keeps NaN/inf semantics.  The
+Gaussian momenta come from :func:`lattice_samplers.kernels.counter_rng.normal_fill`, a
+vectorized Box-Muller on a stream keyed by one variate of the caller's generator per
+trajectory.
 """
 
 from __future__ import annotations
@@ -37,107 +22,34 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from lattice_samplers.kernels.common import (
-    BROKEN_NONE,
-    BROKEN_REVERSED_ACCEPT,
-    FASTMATH,
-    accept_sign,
-    accept_test,
-    observables_from_sums,
-)
+from lattice_samplers.kernels.common import FASTMATH
 from lattice_samplers.kernels.counter_rng import draw_key, normal_fill, normal_pair
+from lattice_samplers.kernels.hmc.layout import (
+    column_force,
+    fill_halo,
+    neighbour_views,
+    pad_into,
+    unpad_into,
+)
 
 LEAPFROG = 0
 OMELYAN = 1
-BROKEN_EULER = 2  # test-only: non-reversible integrator
 
 #: Omelyan's minimum-norm parameter for the 2nd-order scheme.
 OMELYAN_LAMBDA = 0.1931833275037836
 
-#: Test-only ``broken`` code of the no-refresh control (the reversed-accept control is
-#: :data:`lattice_samplers.kernels.metropolis.BROKEN_REVERSED_ACCEPT`).
-BROKEN_NO_REFRESH = 2
-
-#: Per-trajectory statistics written by :func:`hmc_block`, in column order.
-HMC_STAT_NAMES: tuple[str, ...] = ("accepted", "acceptance_prob", "delta_h", "exp_minus_delta_h")
-
 __all__ = [
-    "BROKEN_EULER",
-    "BROKEN_NONE",
-    "BROKEN_NO_REFRESH",
-    "BROKEN_REVERSED_ACCEPT",
-    "HMC_STAT_NAMES",
     "LEAPFROG",
     "OMELYAN",
     "OMELYAN_LAMBDA",
     "compute_force",
-    "hmc_block",
+    "force_into",
     "integrate",
     "kinetic_energy",
     "refresh_momenta",
+    "step_schedule",
+    "trajectory",
 ]
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _fill_halo(pad: np.ndarray, L0: int, L1: int) -> None:
-    """Rows 0 and L0 + 1 of a row-padded field become copies of rows L0 and 1."""
-    top = pad[:L1]
-    last_row = pad[L0 * L1 : (L0 + 1) * L1]
-    bottom = pad[(L0 + 1) * L1 : (L0 + 2) * L1]
-    first_row = pad[L1 : 2 * L1]
-    for j in range(L1):
-        top[j] = last_row[j]
-        bottom[j] = first_row[j]
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _pad_into(pad: np.ndarray, phi: np.ndarray) -> None:
-    """Copy the (L0, L1) field ``phi`` into the row-padded buffer ``pad`` (halo included)."""
-    L0, L1 = phi.shape
-    flat = phi.reshape(L0 * L1)
-    mid = pad[L1 : L1 + L0 * L1]
-    for y in range(L0 * L1):
-        mid[y] = flat[y]
-    _fill_halo(pad, L0, L1)
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _unpad_into(phi: np.ndarray, pad: np.ndarray) -> None:
-    """Copy the lattice rows of a row-padded buffer into the (L0, L1) field ``phi``."""
-    L0, L1 = phi.shape
-    flat = phi.reshape(L0 * L1)
-    mid = pad[L1 : L1 + L0 * L1]
-    for y in range(L0 * L1):
-        flat[y] = mid[y]
-
-
-@njit(cache=True, inline="always")
-def _neighbour_views(
-    src: np.ndarray, volume: int, L1: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Views of a row-padded field such that view[y] is site y's up/left/self/right/down."""
-    return (
-        src[:volume],
-        src[L1 - 1 : L1 - 1 + volume],
-        src[L1 : L1 + volume],
-        src[L1 + 1 : L1 + 1 + volume],
-        src[2 * L1 : 2 * L1 + volume],
-    )
-
-
-@njit(cache=True, inline="always", fastmath=FASTMATH)
-def _column_force(
-    src: np.ndarray, x: np.uint64, j: np.uint64, L1: np.uint64, h: float, a: float, b: float
-) -> float:
-    """dS/dphi at padded index x of column j (the first or last), periodic wrap included.
-
-    Indices are unsigned: numba then emits no negative-index wraparound code.
-    """
-    one = np.uint64(1)
-    left = x - one if j != np.uint64(0) else x + L1 - one
-    right = x + one if j + one < L1 else x + one - L1
-    p = src[x]
-    return p * (a + b * p * p) - h * (src[left] + src[right] + src[x - L1] + src[x + L1])
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -162,7 +74,7 @@ def _kick_drift(
     # The hot loop: contiguous, branch-free.  Shifted views, indexed by y in range(volume),
     # instead of src[y + offset]: numba then knows the index is >= 0 and emits no
     # negative-index wraparound select, which would block vectorization.
-    up, left, mid, right, down = _neighbour_views(src, volume, L1)
+    up, left, mid, right, down = neighbour_views(src, volume, L1)
     out = dst[L1 : L1 + volume]
     for y in range(volume):
         p = mid[y]
@@ -187,16 +99,16 @@ def _kick_drift(
         d = kick_h * (src[x - last] - src[x + one])
         mom[y] += d
         dst[x] += eps_drift * d
-    _fill_halo(dst, L0, L1)
+    fill_halo(dst, L0, L1)
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _force_into(
+def force_into(
     src: np.ndarray, force: np.ndarray, h: float, a: float, b: float, L0: int, L1: int
 ) -> None:
     """Force = dS/dphi of the row-padded field ``src`` (flat, V entries)."""
     last = L1 - 1
-    up, left, mid, right, down = _neighbour_views(src, L0 * L1, L1)
+    up, left, mid, right, down = neighbour_views(src, L0 * L1, L1)
     for y in range(L0 * L1):
         p = mid[y]
         nn = left[y] + right[y] + up[y] + down[y]
@@ -207,7 +119,7 @@ def _force_into(
         for side in range(2):
             j = np.uint64(side * last)
             y = ui * u1 + j
-            force[y] = _column_force(src, y + u1, j, u1, h, a, b)
+            force[y] = column_force(src, y + u1, j, u1, h, a, b)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -232,7 +144,7 @@ def _kick_store_measure(
     force, momentum, kinetic and hopping terms in place of the loop's.
     """
     volume = L0 * L1
-    up, left, mid, right, down = _neighbour_views(src, volume, L1)
+    up, left, mid, right, down = neighbour_views(src, volume, L1)
     k = 0.0
     s1 = 0.0
     s2 = 0.0
@@ -258,7 +170,7 @@ def _kick_store_measure(
             j = np.uint64(side) * last
             y = np.uint64(i) * u1 + j
             x = y + u1
-            f = _column_force(src, x, j, u1, h, a, b)
+            f = column_force(src, x, j, u1, h, a, b)
             m_wrong = mom[y]
             m = m_wrong + eps * (force[y] - f)
             force[y] = f
@@ -299,7 +211,7 @@ def _kick_cached_drift(
         m = m - eps_kick * force[y]
         mom[y] = m
         out[y] = mid[y] + eps_drift * m
-    _fill_halo(dst, L0, L1)
+    fill_halo(dst, L0, L1)
     return 0.5 * k
 
 
@@ -349,7 +261,7 @@ def _refresh_kick_drift(
         m = a - eps_kick * force[volume - 1]
         mom[volume - 1] = m
         dst[L1 + volume - 1] = src[L1 + volume - 1] + eps_drift * m
-    _fill_halo(dst, L0, L1)
+    fill_halo(dst, L0, L1)
     return 0.5 * k
 
 
@@ -379,12 +291,25 @@ def compute_force(phi: np.ndarray, h: float, c2: float, c4: float, out: np.ndarr
     """Write dS/dphi into ``out`` with the same arithmetic as the integrators' cached force."""
     L0, L1 = phi.shape
     pad = np.empty((L0 + 2) * L1)
-    _pad_into(pad, phi)
-    _force_into(pad, out.reshape(L0 * L1), h, 2.0 * c2, 4.0 * c4, L0, L1)
+    pad_into(pad, phi)
+    force_into(pad, out.reshape(L0 * L1), h, 2.0 * c2, 4.0 * c4, L0, L1)
+
+
+@njit(cache=True, inline="always")
+def step_schedule(
+    integrator: int, n_leapfrog: int, eps: float, lam: float
+) -> tuple[int, float, float, float]:
+    """(drifts, first kick, last kick, drift) of a trajectory; inner kicks: see trajectory."""
+    if integrator == OMELYAN:
+        # kick(lam) drift(1/2) kick(1 - 2 lam) drift(1/2) [kick(2 lam) drift(1/2) ...] kick(lam):
+        # the closing lam-kick of a step and the opening one of the next share their force.
+        return 2 * n_leapfrog, lam * eps, lam * eps, 0.5 * eps
+    # LEAPFROG: kick(1/2) drift [kick drift ...] kick(1/2)
+    return n_leapfrog, 0.5 * eps, 0.5 * eps, eps
 
 
 @njit(cache=True)
-def _trajectory(
+def trajectory(
     src: np.ndarray,
     dst: np.ndarray,
     tmp: np.ndarray,
@@ -414,26 +339,7 @@ def _trajectory(
     eps = step_size
     a = 2.0 * c2
     b = 4.0 * c4
-    if integrator == OMELYAN:
-        # kick(lam) drift(1/2) kick(1 - 2 lam) drift(1/2) [kick(2 lam) drift(1/2) ...] kick(lam):
-        # the closing lam-kick of a step and the opening one of the next share their force.
-        n_drifts = 2 * n_leapfrog
-        first_kick = lam * eps
-        last_kick = lam * eps
-        drift = 0.5 * eps
-    elif integrator == LEAPFROG:
-        # kick(1/2) drift [kick drift ...] kick(1/2)
-        n_drifts = n_leapfrog
-        first_kick = 0.5 * eps
-        last_kick = 0.5 * eps
-        drift = eps
-    else:
-        # BROKEN_EULER (negative control): [kick(eps) drift(eps)] ..., force at the start of
-        # each step: volume preserving but not time reversible.
-        n_drifts = n_leapfrog
-        first_kick = eps
-        last_kick = 0.0
-        drift = eps
+    n_drifts, first_kick, last_kick, drift = step_schedule(integrator, n_leapfrog, eps, lam)
     # the drifted fields alternate between the two buffers; the n-th must be dst
     x, y = (dst, tmp) if n_drifts % 2 == 1 else (tmp, dst)
     if refresh:
@@ -484,7 +390,7 @@ def integrate(
     force_out : ndarray, shape (L0, L1), C-contiguous
         Receives dS/dphi at the final field.
     integrator : int
-        ``LEAPFROG``, ``OMELYAN`` or the test-only ``BROKEN_EULER``.
+        ``LEAPFROG`` or ``OMELYAN``.
     lam : float
         Omelyan's parameter (ignored by the other integrators).
 
@@ -498,8 +404,8 @@ def integrate(
     src = np.empty((L0 + 2) * L1)
     dst = np.empty_like(src)
     tmp = np.empty_like(src)
-    _pad_into(src, phi)
-    _, k_new = _trajectory(
+    pad_into(src, phi)
+    _, k_new = trajectory(
         src,
         dst,
         tmp,
@@ -519,119 +425,5 @@ def integrate(
         L0,
         L1,
     )
-    _unpad_into(phi_out, dst)
+    unpad_into(phi_out, dst)
     return k_new
-
-
-@njit(cache=True, nogil=True)
-def hmc_block(
-    phi: np.ndarray,
-    force: np.ndarray,
-    mom: np.ndarray,
-    current: np.ndarray,
-    step_size: float,
-    n_leapfrog: int,
-    integrator: int,
-    lam: float,
-    metropolis: bool,
-    h: float,
-    c2: float,
-    c4: float,
-    c0: float,
-    rng: np.random.Generator,
-    n_steps: int,
-    thin: int,
-    obs_out: np.ndarray,
-    stats_out: np.ndarray,
-    broken: int,
-) -> None:
-    """Run ``n_steps`` HMC trajectories in place, recording observables every ``thin``.
-
-    Per trajectory the random stream is: one key for the momentum refresh (the momenta of
-    :func:`refresh_momenta` with that key, drawn inside the first kick's pass), then one
-    standard exponential for the accept test.
-
-    Parameters
-    ----------
-    phi, force : ndarray, shape (L0, L1), C-contiguous
-        Current field and its force dS/dphi; updated in place.
-    mom : ndarray, shape (L0, L1), C-contiguous
-        Momentum buffer (carried between trajectories only by the no-refresh control).
-    current : ndarray, shape (1 + N_OBS,)
-        [action incl. constant, observables...] of ``phi``; updated in place.
-    metropolis : bool
-        False skips the accept/reject step (every trajectory is kept); used by the free-field
-        AR(1) autocorrelation oracle, not an exact algorithm otherwise.
-    obs_out : ndarray, shape (n_steps // thin, N_OBS)
-    stats_out : ndarray, shape (n_steps, 4)
-        Per trajectory, :data:`HMC_STAT_NAMES`: accepted (0/1), min(1, exp(-delta_h)) (0 for
-        non-finite delta_h), delta_h (as computed, possibly NaN/inf), exp(-delta_h) (0 for
-        non-finite delta_h).
-    broken : int
-        Test-only negative controls: ``BROKEN_REVERSED_ACCEPT`` or ``BROKEN_NO_REFRESH``.
-    """
-    sign = accept_sign(broken)
-    L0, L1 = phi.shape
-    volume = L0 * L1
-    # Work buffers, once per block.  Accepting swaps the roles of the buffers instead of
-    # copying; the state's own arrays get the final field and force at the end of the block.
-    cur_phi = np.empty((L0 + 2) * L1)
-    new_phi = np.empty_like(cur_phi)
-    tmp_phi = np.empty_like(cur_phi)
-    _pad_into(cur_phi, phi)
-    cur_force = force.reshape(volume)
-    new_force = np.empty(volume)
-    flat_mom = mom.reshape(volume)
-    obs_new = np.empty(current.shape[0] - 1)
-    sums = np.empty(4)
-    swapped = False
-    refresh = broken != BROKEN_NO_REFRESH
-    for t in range(n_steps):
-        key = draw_key(rng) if refresh else np.uint64(0)
-        k_old, k_new = _trajectory(
-            cur_phi,
-            new_phi,
-            tmp_phi,
-            flat_mom,
-            cur_force,
-            new_force,
-            sums,
-            refresh,
-            key,
-            step_size,
-            n_leapfrog,
-            integrator,
-            lam,
-            h,
-            c2,
-            c4,
-            L0,
-            L1,
-        )
-        s_new = observables_from_sums(
-            sums[0], sums[1], sums[2], sums[3], volume, h, c2, c4, c0, obs_new
-        )
-        # Sign convention: delta_h = H_new - H_old, accept if log(u) < -delta_h.
-        delta_h = (s_new - current[0]) + (k_new - k_old)
-        if metropolis:
-            accepted = accept_test(delta_h, rng.standard_exponential(), sign)
-        else:
-            accepted = True
-        if accepted:
-            cur_phi, new_phi = new_phi, cur_phi
-            cur_force, new_force = new_force, cur_force
-            swapped = not swapped
-            current[0] = s_new
-            current[1:] = obs_new
-        finite = np.isfinite(delta_h)
-        stats_out[t, 0] = 1.0 if accepted else 0.0
-        stats_out[t, 1] = min(1.0, np.exp(-delta_h)) if finite else 0.0
-        stats_out[t, 2] = delta_h
-        stats_out[t, 3] = np.exp(-delta_h) if finite else 0.0
-        if (t + 1) % thin == 0:
-            obs_out[(t + 1) // thin - 1, :] = current[1:]
-    _unpad_into(phi, cur_phi)
-    if swapped:
-        flat_force = force.reshape(volume)
-        for y in range(volume):
-            flat_force[y] = cur_force[y]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from lattice_samplers.config import ConfigError
-from lattice_samplers.scaling import first_reached
+from lattice_samplers.growth_fits import first_reached
 from lattice_samplers.specs import train_spec
 
 __all__ = ["summarize_train", "train_task", "validate_train"]
@@ -35,7 +35,7 @@ def train_task(config: Mapping[str, Any], out_path: Path) -> dict[str, Any]:
     acceptance, ess_kish, var_log_weight), ``targets`` ({target: {step, seconds}}, None
     where not reached), ``L``, ``volume`` and ``var_log_weight_per_site`` at the end.
     """
-    from lattice_samplers.flows import train_flow
+    from lattice_samplers.workflows.train.session import train_flow
 
     validate_train(config)
     spec = train_spec(config, study=True)
