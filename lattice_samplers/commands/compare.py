@@ -19,10 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from lattice_samplers.commands.common import add_common_arguments
-from lattice_samplers.config import ConfigError, apply_overrides, load_config
-from lattice_samplers.records import OutputError, check_output_path, dumps
+from lattice_samplers.config import apply_overrides, load_config
+from lattice_samplers.records import dumps
 from lattice_samplers.specs import compare_spec
-from lattice_samplers.workflows.compare import TABLE_OBSERVABLES, run_comparison
+from lattice_samplers.workflows.compare import (
+    TABLE_OBSERVABLES,
+    compare_outputs,
+    run_comparison,
+)
+from lattice_samplers.workflows.outputs import protected
 
 __all__ = ["add_arguments", "format_table", "run"]
 
@@ -148,15 +153,9 @@ def run(args: argparse.Namespace) -> int:
         if args.out
         else Path("runs") / f"compare-L{spec.theory.L}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} exists and is not a directory")
-    if out.is_dir() and (out / "summary.json").exists():
-        raise ConfigError(f"--out {out} already holds a comparison; choose another folder")
-    try:
-        check_output_path(out / "summary.json", "--out")
-    except OutputError as exc:
-        raise ConfigError(str(exc)) from None
-    comparison = run_comparison(spec, out, progress=args.progress)  # None: auto
+    claim = compare_outputs(spec, out)  # every file it would write, before any work
+    with protected(claim):  # ... and again as each is written
+        comparison = run_comparison(spec, out, progress=args.progress)  # None: auto
     summary = comparison.to_dict()
     if args.json:
         print(dumps(summary))

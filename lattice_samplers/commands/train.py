@@ -10,7 +10,9 @@ from CONFIG.toml, trains, and writes into the output folder:
 * ``summary.json``: the ``--json`` summary plus the resolved configuration.
 
 Input is validated before anything is written; an existing checkpoint is never overwritten
-(continue it with ``--resume``).
+(continue it with ``--resume``), nor any file of the set above, whatever made it (an earlier
+training, a comparison), checked before the work and again when each file is written
+(:mod:`lattice_samplers.workflows.outputs`).
 
 With a ``[curriculum]`` section (``L = [8, 12, 16, 20]``, ending with ``[theory] L``) the
 command trains every stage in turn, each warm-started from the one before: the earlier stages
@@ -35,6 +37,7 @@ from lattice_samplers.commands.common import add_common_arguments, show_progress
 from lattice_samplers.config import apply_overrides, load_config
 from lattice_samplers.records import dumps
 from lattice_samplers.specs import TrainSpec, train_spec
+from lattice_samplers.workflows.outputs import TRAINING_FILES, OutputClaim, protected
 
 __all__ = ["add_arguments", "run"]
 
@@ -74,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_curriculum(args, spec, out)
     # a process group only under torchrun; train_flow checks the output folder before writing
     try:
-        with session(spec.train.device) as comm:
+        with protected(_claim(out, args.resume)), session(spec.train.device) as comm:
             _, result = train_flow(
                 theory,
                 spec.flow,
@@ -120,7 +123,7 @@ def _run_curriculum(args: argparse.Namespace, spec: TrainSpec, out: Path) -> int
     assert curriculum is not None
     check_output_dir(out, spec.theory, spec.flow, False, curriculum.train[-1])
     try:
-        with session(spec.train.device) as comm:
+        with protected(_claim(out, False)), session(spec.train.device) as comm:
             result = train_curriculum(
                 curriculum.theories,
                 spec.flow,
@@ -148,6 +151,12 @@ def _run_curriculum(args: argparse.Namespace, spec: TrainSpec, out: Path) -> int
             )
         _print_summary(summary)
     return 0
+
+
+def _claim(out: Path, resume: bool) -> OutputClaim:
+    """Protect ``out`` while training writes it (its files were checked by the session)."""
+    adopt = [out / name for name in TRAINING_FILES] if resume else []
+    return OutputClaim(folders=(out,), adopt=tuple(adopt), results=(out / "summary.json",))
 
 
 def _fmt(v: Any, spec: str = ".3f") -> str:
