@@ -28,6 +28,7 @@ from lattice_samplers.workflows.compare import (
     run_comparison,
 )
 from lattice_samplers.workflows.outputs import protected
+from lattice_samplers.workflows.sample import check_memory
 
 __all__ = ["add_arguments", "format_table", "run"]
 
@@ -53,6 +54,14 @@ def _f(x: Any, spec: str) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "-" if x is None or math.isnan(x) else ("inf" if x > 0 else "-inf")
     return format(x, spec)
+
+
+def _cell(x: Any, spec: str, width: int) -> str:
+    """A right-aligned cell that always starts with a space: columns never run together.
+
+    (A 7-character error such as ``1.8e+02`` in a 7-wide column once read ``4011.8e+02``.)
+    """
+    return " " + _f(x, spec).rjust(width - 1)
 
 
 def format_table(summary: dict[str, Any]) -> str:
@@ -126,14 +135,18 @@ def format_table(summary: dict[str, Any]) -> str:
                     f"{k[:4]}:{'never' if v['n_steps'] is None else format(v['n_steps'], '.2g')}"
                     for k, v in summary["break_even"][obs].items()
                 )
-            lines.append(
-                f"{name:<11}{_f(s['acceptance'], '.3f'):>7}{_f(o['mean'], '.5g'):>12}"
-                f"{_f(o['err'], '.2g'):>9}{_f(o['tau_int'], '.3g'):>9}"
-                f"{_f(o['tau_int_err'], '.2g'):>7}{_f(ess_s, '.4g'):>11}"
-                f"{_f(s['cost_per_ess_s'][obs], '.3g'):>11}"
-                f"{_f(s['cost_per_ess_with_training_s'][obs], '.3g'):>10}"
-                f"{_f(wall_cost, '.3g'):>11}  {be:<36}{check}"
-            )
+            cells = [
+                _cell(s["acceptance"], ".3f", 7),
+                _cell(o["mean"], ".5g", 12),
+                _cell(o["err"], ".2g", 9),
+                _cell(o["tau_int"], ".3g", 9),
+                _cell(o["tau_int_err"], ".2g", 7),
+                _cell(ess_s, ".4g", 11),
+                _cell(s["cost_per_ess_s"][obs], ".3g", 11),
+                _cell(s["cost_per_ess_with_training_s"][obs], ".3g", 10),
+                _cell(wall_cost, ".3g", 11),
+            ]
+            lines.append(f"{name:<11}{''.join(cells)}  {be:<36}{check}")
     lines += [
         "",
         "tau_int: " + summary["tau_int_convention"] + "; core s/ESS: production core seconds "
@@ -153,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
         if args.out
         else Path("runs") / f"compare-L{spec.theory.L}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
+    check_memory(spec.run, 0, spec.theory.L)  # the lattice fields, before any allocation
     claim = compare_outputs(spec, out)  # every file it would write, before any work
     with protected(claim):  # ... and again as each is written
         comparison = run_comparison(spec, out, progress=args.progress)  # None: auto

@@ -8,6 +8,7 @@ missing and corrupt tasks of the scan recorded in DIR without running anything.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from lattice_samplers import scan
@@ -95,7 +96,13 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     backend = args.backend or ("dask" if args.scheduler else "serial")
-    timeout = args.scheduler_timeout or scan.SCHEDULER_TIMEOUT_S
+    timeout = args.scheduler_timeout
+    if timeout is None:
+        timeout = scan.SCHEDULER_TIMEOUT_S
+    elif not (math.isfinite(timeout) and timeout > 0):
+        raise ConfigError(
+            f"--scheduler-timeout must be a positive number of seconds, got {timeout}"
+        )
     try:
         result = scan.run_scan(
             config,

@@ -30,6 +30,7 @@ from lattice_samplers.workflows.outputs import (
 
 __all__ = [
     "SampleOutputs",
+    "FIELD_ARRAYS",
     "check_memory",
     "plan_outputs",
     "run_sample",
@@ -39,14 +40,28 @@ __all__ = [
 ]
 
 
-def check_memory(run: RunSettings, n_stats: int) -> None:
-    """Refuse a run whose recorded (chain, draw) series would not fit in memory.
+#: Lattice-sized float64 arrays one chain holds at once, at most (the field, its proposal or
+#: momentum and force, the cluster's labels and stack, the final field): an upper estimate.
+FIELD_ARRAYS = 8
+
+
+def check_memory(run: RunSettings, n_stats: int, L: int | None = None) -> None:
+    """Refuse a run whose fields or recorded (chain, draw) series would not fit in memory.
+
+    Estimated before anything is allocated: ``FIELD_ARRAYS`` lattice-sized float64 arrays per
+    chain, and the recorded series of every chain.
 
     Raises
     ------
     ConfigError
-        Naming the bytes needed and the bytes available.
+        Naming what needs the memory, the bytes needed and the bytes available.
     """
+    if L is not None:
+        require_memory(
+            run.n_chains * FIELD_ARRAYS * L * L * 8,
+            f"[theory] L = {L} x n_chains = {run.n_chains} (the lattice fields)",
+            "lower theory.L or run.n_chains",
+        )
     require_memory(
         run.n_chains * (run.n_steps // run.thin) * (N_OBS + n_stats) * 8,
         f"[run] n_steps = {run.n_steps} x n_chains = {run.n_chains} (the recorded series)",
@@ -148,7 +163,7 @@ def run_sample(
         under another name, given in the message).
     """
     outputs = outputs or SampleOutputs(None, None)
-    check_memory(spec.run, len(spec.sampler.stat_names))
+    check_memory(spec.run, len(spec.sampler.stat_names), spec.theory.L)
     guard = protected(outputs.claim) if outputs.claim is not None else contextlib.nullcontext()
     with guard as active:
         if outputs.results is not None:
@@ -175,7 +190,7 @@ def run_sample(
 def validate_sample(config: Mapping[str, Any]) -> None:
     """Scan job hook: raise :class:`ConfigError` if ``config`` is not a valid sample task."""
     spec = sample_spec(config)
-    check_memory(spec.run, len(spec.sampler.stat_names))
+    check_memory(spec.run, len(spec.sampler.stat_names), spec.theory.L)
 
 
 def sample_task(config: Mapping[str, Any], out_path: Path) -> dict[str, Any]:
