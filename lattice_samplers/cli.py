@@ -114,10 +114,12 @@ def _stopped(command: str, signal_name: str) -> str:
     if done:
         files = ", ".join(map(str, done))
         return (
-            f"lattice-samplers {command}: stopped by {signal_name} after its results were "
+            f"lattice-samplers {command}: interrupted by {signal_name} after its results were "
             f"written; {files} complete"
         )
-    return f"lattice-samplers {command}: stopped by {signal_name}; no results written"
+    return (
+        f"lattice-samplers {command}: interrupted by {signal_name} before its results were complete"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

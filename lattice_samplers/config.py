@@ -93,7 +93,8 @@ def set_dotted(
     """Set ``config["a"]["b"] = value`` for ``key = "a.b"``, creating missing sections.
 
     With ``merge`` a table value is merged into an existing table key by key (recursively),
-    never replacing the keys it does not name (what ``--set`` does).
+    never replacing the keys it does not name (what ``--set`` does); an empty table ``{}``
+    names no key, so it empties the table.
 
     Raises
     ------
@@ -108,7 +109,7 @@ def set_dotted(
             raise ConfigError(f"{where or f'cannot set {key}'}: {part!r} is a value, not a section")
         node = child
     old = node.get(parts[-1])
-    if merge and isinstance(value, dict) and isinstance(old, dict):
+    if merge and value and isinstance(value, dict) and isinstance(old, dict):
         # an inline table sets the keys it names; the table's other keys stay as they were
         # (--set 'run={n_steps=600}' must not reset run.seed and the rest to defaults)
         _merge(old, value)

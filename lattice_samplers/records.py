@@ -293,23 +293,25 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(target: str | Path) -> list[Path]:
+def remove_stale_temporaries(target: str | Path, any_name: bool = False) -> list[Path]:
     """Remove the temporaries of writes of ``target`` whose process on this host is gone.
 
     A write killed by SIGKILL (or a power cut) leaves its hidden temporary behind; it can never
-    be completed, so the next write of the same file removes it.  Files of live processes, of
-    other hosts and of other programs are left alone.  Returns the removed paths.
+    be completed, so the next write of the same file removes it (with ``any_name``: of any
+    file in ``target``'s folder, what the output check does before a run).  Files of live
+    processes, of other hosts and of other programs are left alone.  Returns the removed paths.
     """
     target = Path(target)
-    removed = []
+    removed: list[Path] = []
+    pattern = "*" if any_name else glob_escape(target.name)
     try:
-        candidates = list(target.parent.glob(f".{glob_escape(target.name)}.{_TMP_TAG}-*.tmp"))
+        candidates = list(target.parent.glob(f".{pattern}.{_TMP_TAG}-*.tmp"))
     except OSError:
         return removed
     host = _host()
     for tmp in candidates:
         m = _TMP_NAME.match(tmp.name)
-        if m is None or m["name"] != target.name or m["host"] != host:
+        if m is None or (m["name"] != target.name and not any_name) or m["host"] != host:
             continue
         if int(m["pid"]) != os.getpid() and not _pid_alive(int(m["pid"])):
             with contextlib.suppress(OSError):

@@ -253,6 +253,11 @@ def test_item22_stale_temporaries_of_dead_processes_are_removed(tmp_path) -> Non
     assert not stale.exists()
     assert alive.exists() and foreign.exists()  # a live writer's and another program's stay
     assert remove_stale_temporaries(target) == []
+    # the check before a run removes a dead run's temporaries of any file in its folders
+    other = tmp_path / f".old.nc.lstmp-{host}-{dead.pid}-ghi789.tmp"
+    other.write_bytes(b"half a results file")
+    check_outputs(files=[tmp_path / "new.nc"])
+    assert not other.exists() and alive.exists()
 
 
 # ------------------------------------------------------------------ item 24

@@ -6,8 +6,11 @@ observable (acceptance, mean, tau_int +/- error, ESS per second, seconds per eff
 without and with the flow's training, the flow's break-even chain length against each
 classical sampler, and a consistency flag), and writes into ``--out DIR``: one netCDF results
 file per sampler, the flow's training output (``flow/``), ``summary.json``, ``summary.csv`` and
-figures (``autocorrelation.png``, ``histories.png``, ``cost_per_ess.png``).  See
-:mod:`lattice_samplers.specs` for the config sections.
+figures (``autocorrelation.png``, ``histories.png``, ``cost_per_ess.png``).  None of these
+names may be taken in ``DIR`` (whatever made the file: an earlier comparison, a training, the
+user): checked before any work and again as each file is written
+(:mod:`lattice_samplers.workflows.outputs`).  See :mod:`lattice_samplers.specs` for the config
+sections.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ twice:
 
 1. before any work, by :func:`check_outputs`, over the whole set of files the command would
    write (one line naming what is there and what it looks like: a comparison, a training
-   folder, a checkpoint, a results file, a file of another program);
+   folder, a checkpoint, a results file, a file of another program); hidden temporaries of
+   earlier runs killed mid-write (``kill -9``) are removed there;
 2. at the moment of writing, by :func:`protected`: inside it the one atomic writer
    (:func:`lattice_samplers.records.atomic_write`) publishes a protected file this run has not
    written yet only if its name is still free, so of two runs started with the same ``--out``
@@ -35,6 +36,7 @@ from lattice_samplers.records import (
     check_output_path,
     current_guard,
     guarded_writes,
+    remove_stale_temporaries,
 )
 
 __all__ = [
@@ -176,6 +178,8 @@ def check_outputs(
             check_output_path(path, flag)
     except OutputError as exc:
         raise ConfigError(str(exc)) from None
+    for parent in {p.parent for p in files if p.parent.is_dir()}:
+        remove_stale_temporaries(parent / "_", any_name=True)  # of runs killed mid-write
     taken = [p for p in files if p.exists() and os.path.realpath(p) not in adopted]
     if taken and not overwrite:
         if hint is None:
