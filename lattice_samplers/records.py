@@ -46,6 +46,7 @@ import numpy as np
 __all__ = [
     "OutputClash",
     "OutputError",
+    "OutputWriteError",
     "WriteGuard",
     "atomic_write",
     "canonical_json",
@@ -71,6 +72,14 @@ _VERSIONED = ("lattice_samplers", "numpy", "scipy", "numba", "torch", "arviz-sta
 
 class OutputError(ValueError):
     """An output path that cannot be written (reported as one line, before any work)."""
+
+
+class OutputWriteError(OutputError, OSError):
+    """The system refused a write (read-only file system, full disk, file too large).
+
+    An :class:`OutputError` for the one-line report, and still an ``OSError`` for callers that
+    catch those.
+    """
 
 
 class OutputClash(OutputError):
@@ -219,8 +228,17 @@ def check_output_path(path: str | Path, kind: str = "output") -> Path:
     if not parent.is_dir():
         raise OutputError(f"{kind} {path}: cannot create it, {parent} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
+        if _read_only_fs(parent):
+            raise OutputError(f"{kind} {path}: {parent} is on a read-only file system")
         raise OutputError(f"{kind} {path}: no permission to write in {parent}")
     return real
+
+
+def _read_only_fs(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -369,12 +387,12 @@ def _keep_aside(tmp: Path, real: Path) -> Path | None:
     return None
 
 
-def _os_error(path: Path, exc: OSError) -> OutputError:
+def _os_error(path: Path, exc: OSError) -> OutputWriteError:
     """One line for a write the system refused: the path and the reason."""
     reason = exc.strerror or (str(exc).splitlines() or [type(exc).__name__])[0]
     if exc.errno is not None and exc.errno in errno.errorcode:
         reason = f"{reason} ({errno.errorcode[exc.errno]})"
-    return OutputError(f"cannot write {path}: {reason}; any earlier file there is unchanged")
+    return OutputWriteError(f"cannot write {path}: {reason}; any earlier file there is unchanged")
 
 
 def write_text(path: str | Path, text: str) -> Path:

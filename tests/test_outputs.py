@@ -214,6 +214,27 @@ def test_item11_read_only_file_system_is_one_line_and_exit_2(tmp_path, capsys, m
     assert "analysis.json" in err and "Read-only file system (EROFS)" in err
 
 
+def test_item11_a_read_only_folder_is_named_before_any_work(tmp_path, capsys, monkeypatch):
+    """Before the analysis runs, a folder on a read-only file system is one line (as root,
+    where permissions do not bind, simulated through os.access and os.statvfs)."""
+    import numpy as np
+
+    data = tmp_path / "x.npy"
+    np.save(data, np.random.default_rng(0).normal(size=(2, 200)))
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real_access, real_statvfs = os.access, os.statvfs
+
+    class ReadOnly:
+        f_flag = os.ST_RDONLY
+
+    monkeypatch.setattr(os, "access", lambda p, m: False if Path(p) == ro else real_access(p, m))
+    monkeypatch.setattr(os, "statvfs", lambda p: ReadOnly() if Path(p) == ro else real_statvfs(p))
+    code, out, err = _cli(capsys, "analyze", str(data), "--out", str(ro / "an"))
+    assert code == 2 and _one_line(err) and "read-only file system" in err and out == ""
+    assert list(ro.iterdir()) == []
+
+
 def test_item12_file_size_limit_is_one_line_and_keeps_the_earlier_file(tmp_path) -> None:
     """EFBIG from a real RLIMIT_FSIZE in a subprocess (Python ignores SIGXFSZ)."""
     cfg = _config(tmp_path, CONFIG.replace("n_steps = 100", "n_steps = 3000"))
