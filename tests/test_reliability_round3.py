@@ -63,7 +63,7 @@ def _one_line(err: str) -> bool:
 def test_item2_two_runs_with_one_out_cannot_both_succeed(tmp_path, own_checkpoints) -> None:
     """Both pass the check at start; at the moment of writing, the second finds the name
     taken: one line, exit 2, and its output kept under a name the line gives."""
-    cfg = _config(tmp_path, n_steps=300_000)
+    cfg = _config(tmp_path, n_steps=150_000)
     out = tmp_path / "r.nc"
     procs = []
     for seed in (1, 2):
