@@ -179,9 +179,11 @@ def run_sample(
         if outputs.results is not None:
             write_results(result, outputs.results)
             # the results file now holds everything; the checkpoint only served this run (one
-            # made by another run, or a file that is not ours, is left alone)
+            # made by another run, or a file that is not ours, is left alone unless the user
+            # asked to start over with --overwrite)
             ckpt = outputs.checkpoint
-            if ckpt is not None and (active is None or active.made_here(ckpt)):
+            ours = active is None or active.overwrite or active.made_here(ckpt or "")
+            if ckpt is not None and ours:
                 ckpt.unlink(missing_ok=True)
     return result
 
