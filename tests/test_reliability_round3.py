@@ -207,3 +207,33 @@ def test_item13_a_bad_scheduler_address_is_one_line_without_a_hang(tmp_path) -> 
     assert proc.returncode == 2 and _one_line(proc.stderr), proc.stderr
     assert "bad Dask scheduler address" in proc.stderr
     assert time.monotonic() - t0 < 30
+
+
+def test_item22_kill_9_mid_write_leaves_a_temporary_the_next_run_removes(tmp_path) -> None:
+    """A real SIGKILL while a checkpoint is being written: its hidden temporary stays behind
+    (nothing can finish it), and the next run in that folder removes it."""
+    cfg = tmp_path / "big.toml"
+    cfg.write_text(
+        CONFIG.format(n_steps=3_000_000).replace("L = 6", "L = 32")
+        + "checkpoint_every = 20000\nblock_size = 20000\n"
+    )
+    proc = _sample(str(cfg), "--out", str(tmp_path / "big.nc"))
+    deadline = time.monotonic() + 240
+    caught = []
+    while proc.poll() is None and time.monotonic() < deadline and not caught:
+        caught = list(tmp_path.glob(".big.nc.ckpt.lstmp-*.tmp"))
+        if not caught:
+            time.sleep(0.001)
+    if not caught:
+        proc.kill()
+        proc.wait()
+        pytest.skip("no checkpoint write was caught in progress")
+    proc.kill()
+    proc.wait(timeout=60)
+    left = list(tmp_path.glob(".*.lstmp-*.tmp"))
+    if not left:
+        pytest.skip("the write finished before SIGKILL arrived")
+    small = _sample(_config(tmp_path), "--out", str(tmp_path / "next.nc"))
+    assert small.wait(timeout=300) == 0, small.stderr.read()
+    assert not list(tmp_path.glob(".*.lstmp-*.tmp"))
+    assert (tmp_path / "next.nc").is_file()
