@@ -117,7 +117,7 @@ def _stack(name: str, parts: list[tuple[str, np.ndarray]]) -> np.ndarray:
         detail = ", ".join(f"{src}: {n}" for src, n in lengths)
         raise ChainsError(
             f"ragged chains of {name!r}: draws per chain differ ({detail}); "
-            "chains must have equal length (trim them, or use --burn)"
+            "chains must have equal length (trim them to one length)"
         )
     return np.concatenate([p for _, p in parts], axis=0)
 

@@ -200,7 +200,10 @@ def _taken_message(taken: list[Path], folders: list[Path], flag: str, hint: str)
     if folder is not None:
         names = ", ".join(p.relative_to(folder).as_posix() for p in taken[:6])
         more = f" and {len(taken) - 6} more" if len(taken) > 6 else ""
-        return f"{flag} {folder} holds {describe(folder)} ({names}{more} would be replaced); {hint}"
+        what = describe(folder)
+        if what == "a folder":  # nothing tells what made the files: name them
+            return f"{flag} {folder} already has {names}{more}, which this run writes; {hint}"
+        return f"{flag} {folder} holds {what} ({names}{more} would be replaced); {hint}"
     if len(taken) == 1:
         return f"{flag} {taken[0]} exists ({describe(taken[0])}); {hint}"
     return f"{flag}: {', '.join(map(str, taken))} exist; {hint}"
