@@ -237,3 +237,19 @@ def test_item22_kill_9_mid_write_leaves_a_temporary_the_next_run_removes(tmp_pat
     assert small.wait(timeout=300) == 0, small.stderr.read()
     assert not list(tmp_path.glob(".*.lstmp-*.tmp"))
     assert (tmp_path / "next.nc").is_file()
+
+
+def test_scan_does_not_replace_a_comparisons_summary(tmp_path, capsys) -> None:
+    """scan --out writes summary.json/csv: a folder holding a comparison's is refused; a
+    scan folder is continued as before."""
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('[scan]\njob = "selftest"\ngrid = { "selftest.x" = [1.0] }\n')
+    out = tmp_path / "cmp"
+    out.mkdir()
+    (out / "summary.json").write_text('{"samplers": {}}')
+    code, err = _cli(capsys, "scan", str(cfg), "--out", str(out), "--no-progress")
+    assert code == 2 and _one_line(err) and "holds a comparison" in err
+    assert (out / "summary.json").read_text() == '{"samplers": {}}'
+    scan_dir = tmp_path / "scan"
+    assert main(["scan", str(cfg), "--out", str(scan_dir), "--no-progress"]) == 0
+    assert main(["scan", str(cfg), "--out", str(scan_dir), "--no-progress"]) == 0
