@@ -153,9 +153,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             except Terminated:
                 print(_stopped(args.command, "SIGTERM"), file=sys.stderr)
                 return 128 + signal.SIGTERM
-            except KeyboardInterrupt:
-                print(_stopped(args.command, "SIGINT"), file=sys.stderr)
-                return 130
+            except KeyboardInterrupt as exc:
+                # a run's own interrupt (RunInterrupted, ScanInterrupted) knows its signal
+                name = getattr(exc, "signal_name", None) or getattr(exc, "signame", "SIGINT")
+                print(_stopped(args.command, name), file=sys.stderr)
+                return int(getattr(exc, "exit_status", 130))
     finally:
         if in_main and previous is signal.SIG_DFL:
             signal.signal(signal.SIGTERM, previous)

@@ -253,3 +253,26 @@ def test_scan_does_not_replace_a_comparisons_summary(tmp_path, capsys) -> None:
     scan_dir = tmp_path / "scan"
     assert main(["scan", str(cfg), "--out", str(scan_dir), "--no-progress"]) == 0
     assert main(["scan", str(cfg), "--out", str(scan_dir), "--no-progress"]) == 0
+
+
+def test_sigterm_during_a_comparison_reports_sigterm_and_143(tmp_path) -> None:
+    """The run inside compare stops on SIGTERM; the command says SIGTERM and exits 143 (it
+    said SIGINT and 130)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    cmd = [
+        sys.executable, "-m", "lattice_samplers.cli", "compare", "--set", "theory.L=4",
+        "--set", 'compare.samplers=["metropolis"]', "--set", "run.n_steps=50000000",
+        "--set", "run.n_therm=10", "--out", str(tmp_path / "c"),
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if "production" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=120)
+    err = "".join(lines) + proc.stderr.read()
+    assert code == 143, err
+    assert "interrupted by SIGTERM before its results were complete" in err, err
+    assert not (tmp_path / "c" / "summary.json").exists()
