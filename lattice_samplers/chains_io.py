@@ -9,8 +9,12 @@ Formats (``fmt="auto"`` picks one from the file suffix):
   ``observables``, else the root.  Every variable with dims exactly (chain, draw), in either
   order, is a series; variables with more dims are skipped unless asked for (then an error).
 - ``npy``: one array, the variable named by the file stem; 1-D is one chain, 2-D is
-  chains x draws (``layout="draws,chains"`` for the transpose).
-- ``npz``: each array is a variable, 1-D or 2-D as for ``npy``.
+  chains x draws (``layout="draws,chains"`` for the transpose).  Several ``.npy`` files are
+  several chains of ONE variable, named by the files' common stem (``c0.npy c1.npy`` -> ``c``);
+  chains of different lengths are an error naming each file and its length.  Complex arrays
+  are refused (save the real and imaginary parts).
+- ``npz``: each array is a variable, 1-D or 2-D as for ``npy``; other arrays (a scalar, a 3-D
+  field) are skipped, and refused only when asked for with ``var_names``.
 - ``csv`` / ``txt`` (comma or whitespace separated, ``#`` comments): with a header line, one
   column per variable and one row per draw, and each file is one chain of the same variables;
   without a header, a numeric matrix of one variable named by the file stem, read like ``npy``.
@@ -24,6 +28,7 @@ explicitly, NaN or inf (naming the variable and the (chain, draw) position).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -78,6 +83,11 @@ def _check_choice(value: str | None, choices: Sequence[str], what: str) -> None:
 def _as_2d(array: np.ndarray, layout: str | None, where: str) -> np.ndarray:
     """A 1-D (one chain) or 2-D array as (n_chains, n_draws) following ``layout``."""
     x = np.asarray(array)
+    if np.iscomplexobj(x):
+        raise ChainsError(
+            f"{where}: complex values (dtype {x.dtype}); analyze the real and imaginary parts "
+            "as two variables (save numpy.real(x) and numpy.imag(x))"
+        )
     if x.dtype == object or not np.issubdtype(x.dtype, np.number) and x.dtype != bool:
         raise ChainsError(f"{where}: not a numeric array (dtype {x.dtype}); ragged chains?")
     if x.ndim == 1:
@@ -98,15 +108,66 @@ def _as_2d(array: np.ndarray, layout: str | None, where: str) -> np.ndarray:
 
 
 def _stack(name: str, parts: list[tuple[str, np.ndarray]]) -> np.ndarray:
-    """Stack the chains of one variable from several sources; refuse ragged lengths."""
-    lengths = {src: p.shape[1] for src, p in parts}
-    if len(set(lengths.values())) > 1:
-        detail = ", ".join(f"{src}: {n}" for src, n in lengths.items())
+    """Stack the chains of one variable from several sources; refuse ragged lengths.
+
+    The message names every source (its path as given) with its draws per chain.
+    """
+    lengths = [(src, p.shape[1]) for src, p in parts]
+    if len({n for _, n in lengths}) > 1:
+        detail = ", ".join(f"{src}: {n}" for src, n in lengths)
         raise ChainsError(
             f"ragged chains of {name!r}: draws per chain differ ({detail}); "
-            "chains must have equal length (trim them, or use --burn)"
+            "chains must have equal length (trim them to one length)"
         )
     return np.concatenate([p for _, p in parts], axis=0)
+
+
+# --------------------------------------------------------------------------- NumPy
+
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """One numeric array from a ``.npy`` file; one line for anything else."""
+    with open(path, "rb") as f:
+        head = f.read(len(_NPY_MAGIC))
+    if head != _NPY_MAGIC:
+        raise ChainsError(f"{path}: not a .npy file (it does not start with the NumPy header)")
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise ChainsError(
+                f"{path}: holds Python objects, not numbers (ragged chains?); save a numeric "
+                "array of equal-length chains"
+            ) from None
+        raise ChainsError(f"{path}: not a readable .npy array ({exc})") from None
+
+
+def _load_npz(path: Path, layout: str | None, skipped: dict[str, str]) -> dict[str, np.ndarray]:
+    """The series of a ``.npz`` archive; arrays that are not series go to ``skipped``."""
+    out = {}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            for name in data.files:
+                try:
+                    out[name] = _as_2d(data[name], layout, f"{path}[{name}]")
+                except ChainsError as exc:  # refused only if asked for (or nothing is left)
+                    skipped[name] = str(exc)
+    except (ValueError, OSError) as exc:
+        reason = "holds Python objects" if "pickle" in str(exc) else str(exc)
+        raise ChainsError(f"{path}: not a readable .npz archive ({reason})") from None
+    return out
+
+
+def _common_stem(paths: Sequence[Path]) -> str:
+    """The variable name of several one-variable files: their common stem prefix.
+
+    ``c0.npy c1.npy`` and ``run/x.npy other/x.npy`` name ``c`` and ``x``; stems with nothing
+    in common name ``x``.
+    """
+    prefix = os.path.commonprefix([p.stem for p in paths]).rstrip("_-. ")
+    return prefix or "x"
 
 
 # --------------------------------------------------------------------------- netCDF
@@ -240,6 +301,8 @@ def read_chains(
         raise ChainsError("no input files")
     paths = [Path(p) for p in paths]
     for p in paths:
+        if p.is_dir():
+            raise ChainsError(f"{p} is a folder; give the files in it (e.g. {p}/*.npy)")
         if not p.is_file():
             raise FileNotFoundError(f"no such file: {p}")
     formats = {detect_format(p) if fmt == "auto" else fmt for p in paths}
@@ -247,6 +310,9 @@ def read_chains(
         raise ChainsError(f"files of different formats ({', '.join(sorted(formats))}); give one")
     kind = formats.pop()
 
+    # several one-variable files (npy, header-less text) are several chains of ONE variable,
+    # named by the files' common stem (their own stem when there is one file)
+    single = _common_stem(paths) if len(paths) > 1 else None
     parts: dict[str, list[tuple[str, np.ndarray]]] = {}
     skipped: dict[str, str] = {}
     headers: dict[str, list[str]] = {}
@@ -255,28 +321,18 @@ def read_chains(
             found, skip = _read_nc(p)
             skipped.update(skip)
             for name, x in found.items():
-                parts.setdefault(name, []).append((p.name, x))
+                parts.setdefault(name, []).append((str(p), x))
         elif kind == "npy":
-            try:
-                x = np.load(p, allow_pickle=False)
-            except ValueError as exc:
-                raise ChainsError(f"{p}: not a readable .npy array ({exc}); ragged?") from None
-            parts.setdefault(p.stem, []).append((p.name, _as_2d(x, layout, str(p))))
+            x = _load_npy(p)
+            parts.setdefault(single or p.stem, []).append((str(p), _as_2d(x, layout, str(p))))
         elif kind == "npz":
-            try:
-                with np.load(p, allow_pickle=False) as data:
-                    for name in data.files:
-                        x = _as_2d(data[name], layout, f"{p}[{name}]")
-                        parts.setdefault(name, []).append((p.name, x))
-            except (ValueError, OSError) as exc:
-                if isinstance(exc, ChainsError):
-                    raise
-                raise ChainsError(f"{p}: not a readable .npz archive ({exc})") from None
+            for name, x in _load_npz(p, layout, skipped).items():
+                parts.setdefault(name, []).append((str(p), x))
         else:
             header, table = _read_text(p, kind)
             if header is None:
                 x = table[:, 0] if table.shape[1] == 1 else table
-                parts.setdefault(p.stem, []).append((p.name, _as_2d(x, layout, str(p))))
+                parts.setdefault(single or p.stem, []).append((str(p), _as_2d(x, layout, str(p))))
             else:
                 if layout == "chains,draws":
                     raise ChainsError(
@@ -285,7 +341,7 @@ def read_chains(
                     )
                 headers[p.name] = header
                 for j, name in enumerate(header):
-                    parts.setdefault(name, []).append((p.name, table[np.newaxis, :, j]))
+                    parts.setdefault(name, []).append((str(p), table[np.newaxis, :, j]))
     if len(headers) > 1 and len({tuple(h) for h in headers.values()}) > 1:
         detail = "; ".join(f"{k}: {', '.join(v)}" for k, v in headers.items())
         raise ChainsError(f"files have different columns ({detail})")
@@ -303,10 +359,14 @@ def read_chains(
         # npy and header-less text name a variable by file stem, so only the other formats
         # must hold every variable in every file.
         if (kind in ("nc", "npz") or headers) and len(parts[name]) != len(paths):
-            missing = sorted({p.name for p in paths} - {src for src, _ in parts[name]})
+            missing = sorted({str(p) for p in paths} - {src for src, _ in parts[name]})
             raise ChainsError(f"{what} {name!r} is missing from {', '.join(missing)}")
     if not names:
-        raise ChainsError(f"no (chain, draw) series in {', '.join(p.name for p in paths)}")
+        why = "; ".join(f"{k}: {v}" for k, v in skipped.items())
+        raise ChainsError(
+            f"no (chain, draw) series in {', '.join(p.name for p in paths)}"
+            + (f" ({why})" if why else "")
+        )
     return {name: _stack(name, parts[name]) for name in names}
 
 

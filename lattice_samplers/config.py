@@ -49,6 +49,8 @@ def load_config(path: str | Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config {p} is a folder; give a TOML file")
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
@@ -56,6 +58,8 @@ def load_config(path: str | Path | None) -> dict[str, Any]:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a text (UTF-8) file; a config is a TOML text file") from None
 
 
 def _parse_value(text: str) -> Any:
@@ -70,7 +74,8 @@ def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict
     """Return a copy of ``config`` with ``SECTION.KEY=VALUE`` overrides applied.
 
     Values are parsed as TOML (``8``, ``0.5``, ``true``, ``"x"``, ``[1, 2]``); anything that is
-    not valid TOML is taken as a string.  Dotted keys create nested tables.
+    not valid TOML is taken as a string.  Dotted keys create nested tables; an inline table
+    (``run={n_steps=600}``) sets the keys it names and keeps the table's others.
     """
     out = copy.deepcopy(dict(config))
     for item in overrides:
@@ -78,12 +83,18 @@ def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set expects KEY=VALUE (e.g. theory.L=8), got {item!r}")
-        set_dotted(out, key, _parse_value(value.strip()), where=f"--set {key}")
+        set_dotted(out, key, _parse_value(value.strip()), where=f"--set {key}", merge=True)
     return out
 
 
-def set_dotted(config: dict[str, Any], key: str, value: Any, where: str | None = None) -> None:
+def set_dotted(
+    config: dict[str, Any], key: str, value: Any, where: str | None = None, merge: bool = False
+) -> None:
     """Set ``config["a"]["b"] = value`` for ``key = "a.b"``, creating missing sections.
+
+    With ``merge`` a table value is merged into an existing table key by key (recursively),
+    never replacing the keys it does not name (what ``--set`` does); an empty table ``{}``
+    names no key, so it empties the table.
 
     Raises
     ------
@@ -97,7 +108,25 @@ def set_dotted(config: dict[str, Any], key: str, value: Any, where: str | None =
         if not isinstance(child, dict):
             raise ConfigError(f"{where or f'cannot set {key}'}: {part!r} is a value, not a section")
         node = child
+    old = node.get(parts[-1])
+    if merge and value and isinstance(value, dict) and isinstance(old, dict):
+        # an inline table sets the keys it names; the table's other keys stay as they were
+        # (--set 'run={n_steps=600}' must not reset run.seed and the rest to defaults)
+        _merge(old, value)
+        return
     node[parts[-1]] = copy.deepcopy(value)
+
+
+def _merge(table: dict[str, Any], update: Mapping[str, Any]) -> None:
+    """Merge ``update`` into ``table``: sub-tables key by key, anything else replaced.
+
+    Keys are literal (``{"theory.L" = [...]}`` in a scan grid is one key).
+    """
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(table.get(key), dict):
+            _merge(table[key], value)
+        else:
+            table[key] = copy.deepcopy(value)
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:

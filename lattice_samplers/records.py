@@ -5,12 +5,25 @@ temporary sibling, flushed to disk and moved into place with ``os.replace``, so 
 a rerun after a crash) sees either the previous file or the complete new one, never a partial
 write.  A symlink at the target is written through (its target is replaced, the link stays);
 anything that is not a regular file (a device node, a folder) is refused.
+
+Inside :func:`guarded_writes` (what every command's output check,
+:mod:`lattice_samplers.workflows.outputs`, sets up) a write to a protected path that this run
+has not written yet is published without replacing anything (``os.link``, which fails if the
+name exists): an output that appeared after the check, from another run, is never replaced,
+and this run's content is kept under a free sibling name named in the error.  Temporary files
+are named ``.NAME.lstmp-HOST-PID-XXXX.tmp``; one whose process is gone (killed with ``kill
+-9`` mid-write) is removed by the next write of ``NAME`` on the same host.  An ``OSError``
+while writing (read-only file system, full disk, file-size limit) is an :class:`OutputError`
+naming the path and the reason; the previous file is untouched.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import csv
 import dataclasses
+import errno
 import functools
 import hashlib
 import io
@@ -18,10 +31,11 @@ import json
 import math
 import os
 import platform
+import re
 import socket
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -30,16 +44,22 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "OutputClash",
     "OutputError",
+    "OutputWriteError",
+    "WriteGuard",
     "atomic_write",
     "canonical_json",
     "check_output_path",
     "digest",
     "dumps",
+    "current_guard",
     "environment",
+    "guarded_writes",
     "json_default",
     "json_safe",
     "now",
+    "remove_stale_temporaries",
     "versions",
     "write_csv",
     "write_json",
@@ -52,6 +72,93 @@ _VERSIONED = ("lattice_samplers", "numpy", "scipy", "numba", "torch", "arviz-sta
 
 class OutputError(ValueError):
     """An output path that cannot be written (reported as one line, before any work)."""
+
+
+class OutputWriteError(OutputError, OSError):
+    """The system refused a write (read-only file system, full disk, file too large).
+
+    An :class:`OutputError` for the one-line report, and still an ``OSError`` for callers that
+    catch those.
+    """
+
+
+class OutputClash(OutputError):
+    """A protected output appeared, from another run, between the check and the write.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The output that was not replaced.
+    kept : pathlib.Path or None
+        Where this run's content was kept instead (None if it could not be kept).
+    """
+
+    def __init__(self, path: Path, kept: Path | None) -> None:
+        self.path, self.kept = path, kept
+        where = f"this run's output is kept in {kept}" if kept else "this run's output is lost"
+        super().__init__(
+            f"{path} was created by another run while this one was working; it is not "
+            f"replaced, {where}"
+        )
+
+
+@dataclasses.dataclass
+class WriteGuard:
+    """What a command may replace: the files it wrote itself, or everything with ``overwrite``.
+
+    Attributes
+    ----------
+    overwrite : bool
+        Replace protected outputs that exist (``--overwrite``).
+    files : set of str
+        Real paths of protected output files.
+    folders : set of str
+        Real paths of protected folders (every file below them is protected).
+    made : set of str
+        Real paths this run has written (or adopted, e.g. a checkpoint it resumes): these it
+        replaces freely.
+    results : list of Path
+        The outputs the user asked for, as given (named when the command is stopped).
+    """
+
+    overwrite: bool = False
+    files: set[str] = dataclasses.field(default_factory=set)
+    folders: set[str] = dataclasses.field(default_factory=set)
+    made: set[str] = dataclasses.field(default_factory=set)
+    results: list[Path] = dataclasses.field(default_factory=list)
+
+    def protects(self, real: Path) -> bool:
+        """Whether ``real`` (a resolved path) may only be published if it does not exist."""
+        if self.overwrite or str(real) in self.made:
+            return False
+        if str(real) in self.files:
+            return True
+        return any(str(real).startswith(folder + os.sep) for folder in self.folders)
+
+    def made_here(self, path: str | Path) -> bool:
+        """Whether this run wrote (or adopted) ``path``."""
+        return os.path.realpath(path) in self.made
+
+
+_GUARD: contextvars.ContextVar[WriteGuard | None] = contextvars.ContextVar(
+    "lattice_samplers_write_guard", default=None
+)
+
+
+@contextlib.contextmanager
+def guarded_writes(guard: WriteGuard | None = None) -> Iterator[WriteGuard]:
+    """Within this block :func:`atomic_write` never replaces a protected file it did not make."""
+    guard = guard if guard is not None else WriteGuard()
+    token = _GUARD.set(guard)
+    try:
+        yield guard
+    finally:
+        _GUARD.reset(token)
+
+
+def current_guard() -> WriteGuard | None:
+    """The :class:`WriteGuard` of the enclosing :func:`guarded_writes` block, if any."""
+    return _GUARD.get()
 
 
 def json_default(obj: Any) -> Any:
@@ -121,26 +228,46 @@ def check_output_path(path: str | Path, kind: str = "output") -> Path:
     if not parent.is_dir():
         raise OutputError(f"{kind} {path}: cannot create it, {parent} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
+        if _read_only_fs(parent):
+            raise OutputError(f"{kind} {path}: {parent} is on a read-only file system")
         raise OutputError(f"{kind} {path}: no permission to write in {parent}")
     return real
 
 
+def _read_only_fs(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Write a file atomically: ``write(tmp)`` into a temporary sibling, then ``os.replace``.
+    """Write a file atomically: ``write(tmp)`` into a temporary sibling, then move it in place.
 
     A failure (exception, Ctrl-C) inside ``write`` removes the temporary file and leaves any
-    previous file untouched.  Returns ``path`` as given.
+    previous file untouched.  Inside :func:`guarded_writes`, a protected file this run did not
+    make is published only if the name is still free (:class:`OutputClash` otherwise).
+    Returns ``path`` as given.
 
     Raises
     ------
     OutputError
-        If the target is not a regular file or its folder is not writable.
+        If the target is not a regular file, its folder is not writable, or the system
+        refuses the write (``OSError``: read-only file system, full disk, file too large).
     """
     path = Path(path)
     real = check_output_path(path)
-    real.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
-    os.close(fd)
+    guard = _GUARD.get()
+    try:
+        real.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(real)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{real.name}.{_TMP_TAG}-{_host()}-{os.getpid()}-", suffix=".tmp",
+            dir=real.parent,
+        )  # fmt: skip
+        os.close(fd)
+    except OSError as exc:
+        raise _os_error(path, exc) from None
     tmp = Path(tmp_name)
     try:
         write(tmp)
@@ -150,11 +277,122 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, real)
+        if guard is not None and guard.protects(real):
+            _publish_new(tmp, real)
+        else:
+            os.replace(tmp, real)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _os_error(path, exc) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    if guard is not None:
+        guard.made.add(str(real))
     return path
+
+
+#: Marks this package's temporary files, so that stale ones can be told from anyone else's.
+_TMP_TAG = "lstmp"
+_TMP_NAME = re.compile(rf"^\.(?P<name>.+)\.{_TMP_TAG}-(?P<host>[\w-]*)-(?P<pid>\d+)-[^.]*\.tmp$")
+
+
+def _host() -> str:
+    return re.sub(r"[^\w-]", "_", socket.gethostname())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: a process of another user has this pid
+        return True
+    return True
+
+
+def remove_stale_temporaries(target: str | Path, any_name: bool = False) -> list[Path]:
+    """Remove the temporaries of writes of ``target`` whose process on this host is gone.
+
+    A write killed by SIGKILL (or a power cut) leaves its hidden temporary behind; it can never
+    be completed, so the next write of the same file removes it (with ``any_name``: of any
+    file in ``target``'s folder, what the output check does before a run).  Files of live
+    processes, of other hosts and of other programs are left alone.  Returns the removed paths.
+    """
+    target = Path(target)
+    removed: list[Path] = []
+    pattern = "*" if any_name else glob_escape(target.name)
+    try:
+        candidates = list(target.parent.glob(f".{pattern}.{_TMP_TAG}-*.tmp"))
+    except OSError:
+        return removed
+    host = _host()
+    for tmp in candidates:
+        m = _TMP_NAME.match(tmp.name)
+        if m is None or (m["name"] != target.name and not any_name) or m["host"] != host:
+            continue
+        if int(m["pid"]) != os.getpid() and not _pid_alive(int(m["pid"])):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob metacharacters escaped."""
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def _publish_new(tmp: Path, real: Path) -> None:
+    """Move ``tmp`` to ``real`` only if ``real`` does not exist; else keep it beside, and raise."""
+    try:
+        os.link(tmp, real)  # atomic, and fails if the name exists: no window for a clobber
+    except FileExistsError:
+        raise OutputClash(real, _keep_aside(tmp, real)) from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        # a file system without hard links: reserve the name, then replace the reservation
+        try:
+            os.close(os.open(real, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            raise OutputClash(real, _keep_aside(tmp, real)) from None
+        os.replace(tmp, real)
+        return
+    tmp.unlink(missing_ok=True)
+
+
+def _keep_aside(tmp: Path, real: Path) -> Path | None:
+    """Give ``tmp`` a visible free name beside ``real`` (``NAME.PID.SUFFIX``); None if none."""
+    stem, suffix = (real.stem, real.suffix) if real.suffix else (real.name, "")
+    for i in range(100):
+        tag = f"{os.getpid()}" + (f"-{i}" if i else "")
+        candidate = real.with_name(f"{stem}.{tag}{suffix}")
+        try:
+            os.link(tmp, candidate)
+        except FileExistsError:
+            continue
+        except OSError:
+            try:
+                fd = os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            except FileExistsError:
+                continue
+            except OSError:
+                return None
+            os.close(fd)
+            os.replace(tmp, candidate)
+            return candidate
+        tmp.unlink(missing_ok=True)
+        return candidate
+    return None
+
+
+def _os_error(path: Path, exc: OSError) -> OutputWriteError:
+    """One line for a write the system refused: the path and the reason."""
+    reason = exc.strerror or (str(exc).splitlines() or [type(exc).__name__])[0]
+    if exc.errno is not None and exc.errno in errno.errorcode:
+        reason = f"{reason} ({errno.errorcode[exc.errno]})"
+    return OutputWriteError(f"cannot write {path}: {reason}; any earlier file there is unchanged")
 
 
 def write_text(path: str | Path, text: str) -> Path:

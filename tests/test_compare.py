@@ -83,7 +83,8 @@ def test_table_output(tmp_path, capsys: pytest.CaptureFixture) -> None:
     assert "tau_int:" in rows and "hmc" in rows and "cluster" in rows and "flow" not in rows
     # a second run into the same folder is refused instead of overwriting
     assert main(["compare", *args, "--out", str(tmp_path / "t")]) == 2
-    assert "already holds a comparison" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "holds a comparison" in err and "hmc.nc" in err and "summary.json" in err
 
 
 def test_flow_checkpoint_for_another_lattice_is_refused(

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from lattice_samplers.cli import main
+from lattice_samplers.driver.checkpoint import save_checkpoint
 from lattice_samplers.driver.results_file import read_results
 from lattice_samplers.records import OutputError, atomic_write, write_text
 
@@ -55,9 +56,15 @@ def test_sample_never_overwrites_results_or_restarts_over_a_checkpoint(tmp_path,
     assert out.read_bytes() == before
     # an earlier run's checkpoint is not started over without --resume or --overwrite
     ckpt = tmp_path / "other.nc.ckpt"
-    ckpt.write_bytes(b"progress of an earlier run")
+    save_checkpoint(ckpt, {"format": "lattice_samplers.checkpoint/1"}, {})
+    saved = ckpt.read_bytes()
     code, _, err = _cli(capsys, "sample", cfg, "--out", str(tmp_path / "other.nc"))
-    assert code == 2 and "--resume" in err and ckpt.read_bytes() == b"progress of an earlier run"
+    assert code == 2 and "--resume" in err and ckpt.read_bytes() == saved
+    # a file that is not a checkpoint is not called one (issue 22 item 21)
+    ckpt.write_bytes(b"someone's notes")
+    code, _, err = _cli(capsys, "sample", cfg, "--out", str(tmp_path / "other.nc"))
+    assert code == 2 and "not a checkpoint of this program" in err and "--resume" not in err
+    assert ckpt.read_bytes() == b"someone's notes"
     code, _, err = _cli(capsys, "sample", cfg, "--out", str(out), "--overwrite", "--no-progress")
     assert code == 0, err
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from helpers import run_chains
 
 from lattice_samplers.driver import RunResult
 from lattice_samplers.driver.results_file import read_results, results_to_datatree, write_results
+from lattice_samplers.records import OutputError
 from lattice_samplers.samplers import ClusterSampler, HMCSampler
 from lattice_samplers.summary import summarize_observables
 from lattice_samplers.theory import Phi4Theory
@@ -85,14 +87,16 @@ def test_write_is_atomic(result: RunResult, tmp_path: Path, monkeypatch) -> None
     real_to_netcdf = xr.DataTree.to_netcdf
 
     def failing_to_netcdf(self, filepath, *args, **kwargs):
-        real_to_netcdf(self, filepath, *args, **kwargs)  # a complete file at the temp path ...
-        Path(filepath).write_bytes(Path(filepath).read_bytes()[:100])  # ... then truncated
-        raise OSError("disk full (simulated)")
+        real_to_netcdf(self, filepath, *args, **kwargs)  # a complete file (or buffer) ...
+        if isinstance(filepath, str | Path):
+            Path(filepath).write_bytes(Path(filepath).read_bytes()[:100])  # ... then truncated
+        raise OSError(errno.ENOSPC, "disk full (simulated)")
 
     monkeypatch.setattr(xr.DataTree, "to_netcdf", failing_to_netcdf)
-    with pytest.raises(OSError, match="simulated"):
+    # an OSError while writing is one line naming the file and the reason
+    with pytest.raises(OutputError, match=r"run\.nc: disk full \(simulated\) \(ENOSPC\)"):
         write_results(result, path)
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(OutputError, match="simulated"):
         write_results(result, tmp_path / "new.nc")
     assert path.read_bytes() == before  # the old file is untouched
     assert not (tmp_path / "new.nc").exists()

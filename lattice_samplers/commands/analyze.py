@@ -4,7 +4,8 @@ Reads this package's results files, ArviZ/xarray netCDF (InferenceData or DataTr
 .npz, CSV and whitespace text (:mod:`lattice_samplers.chains_io`), and reports per variable
 mean +- error, tau_int by the Gamma method and by ArviZ (and emcee), bulk ESS, R-hat and
 flags (:mod:`lattice_samplers.workflows.analyze`).  ``--json`` prints one JSON object; ``--out DIR``
-writes ``analysis.json`` and figures (rho(t) with the window, running tau_int(W), traces).
+writes ``analysis.json`` and figures (rho(t) with the window, running tau_int(W), traces); an
+earlier analysis there is replaced only with ``--overwrite``.
 Bad input is one line on stderr and exit status 2, with nothing written.
 """
 
@@ -17,7 +18,12 @@ from pathlib import Path
 from lattice_samplers.chains_io import FORMATS, LAYOUTS
 from lattice_samplers.commands.common import add_progress_arguments
 from lattice_samplers.summary import AnalysisSettings
-from lattice_samplers.workflows.analyze import AnalyzeSpec, run_analysis, write_outputs
+from lattice_samplers.workflows.analyze import (
+    AnalyzeSpec,
+    check_analysis_outputs,
+    run_analysis,
+    write_outputs,
+)
 
 __all__ = ["add_arguments", "run"]
 
@@ -49,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="tau_int that drives err and ess: arviz|gamma (default arviz)",
     )
     parser.add_argument("--out", metavar="DIR", default=None, help="write JSON and figures here")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier analysis in --out DIR"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     add_progress_arguments(parser)  # accepted for uniformity: analyze is quick and draws none
 
@@ -56,8 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the ``analyze`` command; returns the exit status."""
     out = Path(args.out) if args.out else None
-    if out is not None and out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a directory")
+    if out is not None:  # before reading: an earlier analysis is not replaced unless asked
+        check_analysis_outputs(out, args.overwrite)
     spec = AnalyzeSpec(
         paths=tuple(Path(f) for f in args.files),
         var_names=tuple(args.var_names) if args.var_names else None,
@@ -68,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
         analysis=AnalysisSettings(args.estimator),
     )
     result = run_analysis(spec)
-    written = write_outputs(result, out) if out is not None else []
+    written = []
+    if out is not None:  # every file it writes, checked again now and as each is written
+        written = write_outputs(result, out, check_analysis_outputs(out, args.overwrite, result))
     if args.json:
         print(json.dumps(result.to_dict(), allow_nan=False))
     else:

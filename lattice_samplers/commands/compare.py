@@ -6,8 +6,11 @@ observable (acceptance, mean, tau_int +/- error, ESS per second, seconds per eff
 without and with the flow's training, the flow's break-even chain length against each
 classical sampler, and a consistency flag), and writes into ``--out DIR``: one netCDF results
 file per sampler, the flow's training output (``flow/``), ``summary.json``, ``summary.csv`` and
-figures (``autocorrelation.png``, ``histories.png``, ``cost_per_ess.png``).  See
-:mod:`lattice_samplers.specs` for the config sections.
+figures (``autocorrelation.png``, ``histories.png``, ``cost_per_ess.png``).  None of these
+names may be taken in ``DIR`` (whatever made the file: an earlier comparison, a training, the
+user): checked before any work and again as each file is written
+(:mod:`lattice_samplers.workflows.outputs`).  See :mod:`lattice_samplers.specs` for the config
+sections.
 """
 
 from __future__ import annotations
@@ -19,10 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from lattice_samplers.commands.common import add_common_arguments
-from lattice_samplers.config import ConfigError, apply_overrides, load_config
-from lattice_samplers.records import OutputError, check_output_path, dumps
+from lattice_samplers.config import apply_overrides, load_config
+from lattice_samplers.records import dumps
 from lattice_samplers.specs import compare_spec
-from lattice_samplers.workflows.compare import TABLE_OBSERVABLES, run_comparison
+from lattice_samplers.workflows.compare import (
+    TABLE_OBSERVABLES,
+    compare_outputs,
+    run_comparison,
+)
+from lattice_samplers.workflows.outputs import protected
+from lattice_samplers.workflows.sample import check_memory
 
 __all__ = ["add_arguments", "format_table", "run"]
 
@@ -48,6 +57,14 @@ def _f(x: Any, spec: str) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "-" if x is None or math.isnan(x) else ("inf" if x > 0 else "-inf")
     return format(x, spec)
+
+
+def _cell(x: Any, spec: str, width: int) -> str:
+    """A right-aligned cell that always starts with a space: columns never run together.
+
+    (A 7-character error such as ``1.8e+02`` in a 7-wide column once read ``4011.8e+02``.)
+    """
+    return " " + _f(x, spec).rjust(width - 1)
 
 
 def format_table(summary: dict[str, Any]) -> str:
@@ -121,14 +138,18 @@ def format_table(summary: dict[str, Any]) -> str:
                     f"{k[:4]}:{'never' if v['n_steps'] is None else format(v['n_steps'], '.2g')}"
                     for k, v in summary["break_even"][obs].items()
                 )
-            lines.append(
-                f"{name:<11}{_f(s['acceptance'], '.3f'):>7}{_f(o['mean'], '.5g'):>12}"
-                f"{_f(o['err'], '.2g'):>9}{_f(o['tau_int'], '.3g'):>9}"
-                f"{_f(o['tau_int_err'], '.2g'):>7}{_f(ess_s, '.4g'):>11}"
-                f"{_f(s['cost_per_ess_s'][obs], '.3g'):>11}"
-                f"{_f(s['cost_per_ess_with_training_s'][obs], '.3g'):>10}"
-                f"{_f(wall_cost, '.3g'):>11}  {be:<36}{check}"
-            )
+            cells = [
+                _cell(s["acceptance"], ".3f", 7),
+                _cell(o["mean"], ".5g", 12),
+                _cell(o["err"], ".2g", 9),
+                _cell(o["tau_int"], ".3g", 9),
+                _cell(o["tau_int_err"], ".2g", 7),
+                _cell(ess_s, ".4g", 11),
+                _cell(s["cost_per_ess_s"][obs], ".3g", 11),
+                _cell(s["cost_per_ess_with_training_s"][obs], ".3g", 10),
+                _cell(wall_cost, ".3g", 11),
+            ]
+            lines.append(f"{name:<11}{''.join(cells)}  {be:<36}{check}")
     lines += [
         "",
         "tau_int: " + summary["tau_int_convention"] + "; core s/ESS: production core seconds "
@@ -148,15 +169,10 @@ def run(args: argparse.Namespace) -> int:
         if args.out
         else Path("runs") / f"compare-L{spec.theory.L}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} exists and is not a directory")
-    if out.is_dir() and (out / "summary.json").exists():
-        raise ConfigError(f"--out {out} already holds a comparison; choose another folder")
-    try:
-        check_output_path(out / "summary.json", "--out")
-    except OutputError as exc:
-        raise ConfigError(str(exc)) from None
-    comparison = run_comparison(spec, out, progress=args.progress)  # None: auto
+    check_memory(spec.run, 0, spec.theory.L)  # the lattice fields, before any allocation
+    claim = compare_outputs(spec, out)  # every file it would write, before any work
+    with protected(claim):  # ... and again as each is written
+        comparison = run_comparison(spec, out, progress=args.progress)  # None: auto
     summary = comparison.to_dict()
     if args.json:
         print(dumps(summary))

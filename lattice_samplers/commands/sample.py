@@ -11,7 +11,10 @@ Config sections (:mod:`lattice_samplers.specs`; unknown sections and keys are er
 With ``--out FILE`` the run is written as a netCDF results file
 (:mod:`lattice_samplers.driver.results_file`) and checkpointed to ``FILE.ckpt`` while it runs
 (SIGINT or SIGTERM saves it; ``--resume`` continues).  An existing results file or checkpoint
-is never replaced without ``--overwrite``.  With ``--json`` one JSON object goes to stdout;
+is never replaced without ``--overwrite``, checked at the start and again when the file is
+written (of two runs with one ``--out``, the second gets one line and its results are kept
+beside, :mod:`lattice_samplers.workflows.outputs`); ``--checkpoint`` cannot be the ``--out``
+file.  With ``--json`` one JSON object goes to stdout;
 otherwise a table.  All input is validated before anything runs or is written.
 """
 

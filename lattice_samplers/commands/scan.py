@@ -8,7 +8,9 @@ missing and corrupt tasks of the scan recorded in DIR without running anything.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from pathlib import Path
 
 from lattice_samplers import scan
 from lattice_samplers.commands.common import add_common_arguments, show_progress
@@ -16,6 +18,7 @@ from lattice_samplers.config import ConfigError, apply_overrides, load_config
 from lattice_samplers.jobs import JOBS
 from lattice_samplers.records import dumps
 from lattice_samplers.scan import ScanResult, format_status, scan_axes, scan_status
+from lattice_samplers.workflows.outputs import check_outputs
 
 __all__ = ["add_arguments", "run"]
 
@@ -67,6 +70,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _check_out(out: Path) -> None:
+    """The one output check: a folder that holds no scan must not have a scan's file names.
+
+    A scan folder (``scan.json``) is continued, as designed (its tasks are resumed); any other
+    folder may hold files, but not a ``summary.json`` or ``summary.csv`` of something else (a
+    comparison's), which the scan's summary would replace.
+    """
+    names = ("scan.json", "summary.json", "summary.csv")
+    files = [out / name for name in names]
+    check_outputs(files=files, folders=[out], adopt=files if (out / "scan.json").is_file() else [])
+
+
 def _check_overrides(config: dict, overrides: list[str]) -> None:
     """Refuse ``--set KEY=VALUE`` for a KEY that is a scan axis (it would be overwritten)."""
     axes = scan_axes(config)
@@ -92,10 +107,17 @@ def run(args: argparse.Namespace) -> int:
     config = apply_overrides(config, args.overrides)
     if args.list:
         return _list(scan.collect_scan(config, args.out, JOBS), args.json)
+    _check_out(Path(args.out))
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     backend = args.backend or ("dask" if args.scheduler else "serial")
-    timeout = args.scheduler_timeout or scan.SCHEDULER_TIMEOUT_S
+    timeout = args.scheduler_timeout
+    if timeout is None:
+        timeout = scan.SCHEDULER_TIMEOUT_S
+    elif not (math.isfinite(timeout) and timeout > 0):
+        raise ConfigError(
+            f"--scheduler-timeout must be a positive number of seconds, got {timeout}"
+        )
     try:
         result = scan.run_scan(
             config,

@@ -10,7 +10,9 @@ from CONFIG.toml, trains, and writes into the output folder:
 * ``summary.json``: the ``--json`` summary plus the resolved configuration.
 
 Input is validated before anything is written; an existing checkpoint is never overwritten
-(continue it with ``--resume``).
+(continue it with ``--resume``), nor any file of the set above, whatever made it (an earlier
+training, a comparison), checked before the work and again when each file is written
+(:mod:`lattice_samplers.workflows.outputs`).
 
 With a ``[curriculum]`` section (``L = [8, 12, 16, 20]``, ending with ``[theory] L``) the
 command trains every stage in turn, each warm-started from the one before: the earlier stages
@@ -35,6 +37,7 @@ from lattice_samplers.commands.common import add_common_arguments, show_progress
 from lattice_samplers.config import apply_overrides, load_config
 from lattice_samplers.records import dumps
 from lattice_samplers.specs import TrainSpec, train_spec
+from lattice_samplers.workflows.outputs import TRAINING_FILES, OutputClaim, protected
 
 __all__ = ["add_arguments", "run"]
 
@@ -72,13 +75,14 @@ def run(args: argparse.Namespace) -> int:
     if spec.curriculum is not None:
         return _run_curriculum(args, spec, out)
     try:
-        result, reports = run_training(
-            spec,
-            out,
-            progress=show_progress(args),
-            resume=args.resume,
-            init_from=args.init_from,
-        )
+        with protected(_claim(out, args.resume)):
+            result, reports = run_training(
+                spec,
+                out,
+                progress=show_progress(args),
+                resume=args.resume,
+                init_from=args.init_from,
+            )
     except TrainingInterrupted as exc:
         print(f"lattice-samplers train: {exc}", file=sys.stderr)
         return exc.exit_status
@@ -108,7 +112,8 @@ def _run_curriculum(args: argparse.Namespace, spec: TrainSpec, out: Path) -> int
         )
         return 2
     try:
-        result, reports = run_curriculum(spec, out, progress=show_progress(args))
+        with protected(_claim(out, False)):
+            result, reports = run_curriculum(spec, out, progress=show_progress(args))
     except TrainingInterrupted as exc:
         print(f"lattice-samplers train: {exc}", file=sys.stderr)
         return exc.exit_status
@@ -128,6 +133,12 @@ def _run_curriculum(args: argparse.Namespace, spec: TrainSpec, out: Path) -> int
             )
         _print_summary(summary)
     return 0
+
+
+def _claim(out: Path, resume: bool) -> OutputClaim:
+    """Protect ``out`` while training writes it (its files were checked by the session)."""
+    adopt = [out / name for name in TRAINING_FILES] if resume else []
+    return OutputClaim(folders=(out,), adopt=tuple(adopt), results=(out / "summary.json",))
 
 
 def _fmt(v: Any, spec: str = ".3f") -> str:

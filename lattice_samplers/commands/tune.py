@@ -23,6 +23,7 @@ from lattice_samplers.jobs import JOBS
 from lattice_samplers.records import environment
 from lattice_samplers.specs import TuneSettings
 from lattice_samplers.workflows import tune
+from lattice_samplers.workflows.outputs import check_outputs
 
 __all__ = [
     "add_arguments",
@@ -103,8 +104,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--L values repeat: {args.L}")
     if args.out is None and (args.backend is not None or args.workers is not None):
         raise ConfigError("--backend and --workers need --out (the per-L tasks run as a scan)")
-    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
-        raise ConfigError(f"--out {args.out} exists and is not a folder")
+    if args.out is not None:
+        # the one output check; the table is continued (rows of other L are kept), so the
+        # existing table files are adopted, as --resume adopts a checkpoint
+        table = [Path(args.out) / name for name in ("beta_tuned.csv", "beta_tuned.json")]
+        check_outputs(files=table, folders=[args.out], adopt=table)
     args.backend = args.backend or "serial"
     settings = _settings(args)
     # validate everything (all L) before spending CPU time

@@ -22,6 +22,7 @@ interrupted write never leaves a partial file under the final name.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,9 @@ from lattice_samplers.theory import Phi4Theory
 __all__ = ["RESULTS_FORMAT", "read_results", "results_to_datatree", "write_results"]
 
 RESULTS_FORMAT = "lattice_samplers.results/1"
+
+#: Results files up to this size are built in memory and written with one plain write.
+_IN_MEMORY_BYTES = 512 * 2**20
 
 _JSON_ATTRS = (
     "settings",
@@ -106,9 +110,17 @@ def write_results(result: RunResult, path: str | Path) -> Path:
     temporary file is removed and an existing file at ``path`` is left as it was.
     """
     tree = results_to_datatree(result)
+    n_bytes = sum(v.nbytes for node in tree.subtree for v in node.dataset.data_vars.values())
 
     def write(tmp: Path) -> None:
-        tree.to_netcdf(tmp, engine="h5netcdf", mode="w")
+        if n_bytes > _IN_MEMORY_BYTES:
+            tree.to_netcdf(tmp, engine="h5netcdf", mode="w")
+            return
+        # HDF5 turns a refused write (full disk, file-size limit) into a RuntimeError and
+        # can crash later on the half-written file: build the file in memory, write it plainly
+        buf = io.BytesIO()
+        tree.to_netcdf(buf, engine="h5netcdf", mode="w")
+        tmp.write_bytes(buf.getbuffer())
 
     return atomic_write(path, write)
 

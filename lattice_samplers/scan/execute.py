@@ -15,6 +15,7 @@ import json
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -372,6 +373,36 @@ def _future_record(fut: Any, payload: dict[str, Any]) -> dict[str, Any]:
         }
 
 
+def _probe_scheduler(scheduler: str, timeout: float) -> None:
+    """Check a scheduler address, and for TCP that something listens there, without a Client.
+
+    A ``Client`` that fails to connect is left half built, and its finalizer later prints a
+    traceback and waits seconds to close; checking first keeps the error to one line.
+
+    Raises
+    ------
+    ConfigError
+        A malformed address, or a TCP address where nothing answers within ``timeout``.
+    """
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+
+    try:
+        scheme, location = parse_address(scheduler)
+        host, port = parse_host_port(location) if scheme in ("tcp", "tls") else (None, None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"bad Dask scheduler address {scheduler!r}: {exc}") from None
+    if host is None:
+        return
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot reach the Dask scheduler at {scheduler!r} within {timeout:g} s "
+            f"({exc.strerror or type(exc).__name__})"
+        ) from None
+
+
 def dask_client(workers: int, scheduler: str | None, timeout: float) -> tuple[Any, Any]:
     """Connect to ``scheduler`` or start a LocalCluster; return (client, cluster or None).
 
@@ -385,6 +416,7 @@ def dask_client(workers: int, scheduler: str | None, timeout: float) -> tuple[An
     from distributed import Client, LocalCluster
 
     if scheduler:
+        _probe_scheduler(scheduler, timeout)  # a bad or dead address fails here, cleanly
         try:
             client = Client(scheduler, timeout=timeout, set_as_default=False)
         except (OSError, TimeoutError) as exc:
@@ -394,6 +426,11 @@ def dask_client(workers: int, scheduler: str | None, timeout: float) -> tuple[An
             ) from None
         except ValueError as exc:
             raise ConfigError(f"bad Dask scheduler address {scheduler!r}: {exc}") from None
+        except Exception as exc:  # e.g. something that is not a Dask scheduler answered
+            raise ConfigError(
+                f"cannot connect to a Dask scheduler at {scheduler!r} ({type(exc).__name__}); "
+                "is it a Dask scheduler?"
+            ) from None
         return client, None
     with worker_environment():
         cluster = LocalCluster(

@@ -20,6 +20,7 @@ Reading is :mod:`lattice_samplers.chains_io`; every input problem is a one-line
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,13 +43,16 @@ from lattice_samplers.summary import (
     format_observable_table,
     summarize_series,
 )
+from lattice_samplers.workflows.outputs import OutputClaim, check_outputs, protected
 
 __all__ = [
     "MIN_DRAWS",
     "AnalyzeResult",
     "AnalyzeSpec",
     "analyze_chains",
+    "check_analysis_outputs",
     "load_chains",
+    "output_files",
     "run_analysis",
     "write_outputs",
 ]
@@ -221,28 +225,66 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def write_outputs(result: AnalyzeResult, out: str | Path) -> list[Path]:
-    """Write ``analysis.json`` and, per variable, ``NAME_gamma.png`` and ``NAME_trace.png``."""
+def output_files(result: AnalyzeResult, out: str | Path) -> list[Path]:
+    """Every file :func:`write_outputs` writes for ``result`` into ``out``."""
+    out = Path(out)
+    files = [out / "analysis.json"]
+    for name, v in result.variables.items():
+        if "stuck" not in v["flags"] and v["window"] is not None:
+            files.append(out / f"{_safe(name)}_gamma.png")
+        files.append(out / f"{_safe(name)}_trace.png")
+    return files
+
+
+def check_analysis_outputs(
+    out: str | Path, overwrite: bool = False, result: AnalyzeResult | None = None
+) -> OutputClaim:
+    """The one output check for ``analyze --out``: an earlier analysis needs ``overwrite``.
+
+    Without ``result`` (before the chains are read) it checks the folder and
+    ``analysis.json``; with it, every file the analysis writes.
+    """
+    files = output_files(result, out) if result is not None else [Path(out) / "analysis.json"]
+    return check_outputs(
+        files=files,
+        folders=[out],
+        overwrite=overwrite,
+        results=[Path(out) / "analysis.json"],
+        flag="--out",
+        hint="choose another folder, or pass --overwrite to replace it",
+    )
+
+
+def write_outputs(
+    result: AnalyzeResult, out: str | Path, claim: OutputClaim | None = None
+) -> list[Path]:
+    """Write ``analysis.json`` and, per variable, ``NAME_gamma.png`` and ``NAME_trace.png``.
+
+    With ``claim`` (from :func:`check_analysis_outputs`) nothing that appeared meanwhile from
+    another run is replaced.
+    """
     from lattice_samplers import plots  # matplotlib only when figures are asked for
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = [write_json(out / "analysis.json", result.to_dict())]
-    for name, v in result.variables.items():
-        if "stuck" not in v["flags"] and v["window"] is not None:
-            written.append(
-                plots.gamma_window_figure(
-                    result.rho[name],
-                    v["n_chains"] * v["n_draws"],
-                    v["window"],
-                    v["tau_int_gamma"],
-                    v["tau_int_gamma_err"],
-                    name,
-                    out / f"{_safe(name)}_gamma.png",
-                    tau_int_arviz=v["tau_int_arviz"],
+    guard = protected(claim) if claim is not None else contextlib.nullcontext()
+    with guard:
+        out.mkdir(parents=True, exist_ok=True)
+        written = [write_json(out / "analysis.json", result.to_dict())]
+        for name, v in result.variables.items():
+            if "stuck" not in v["flags"] and v["window"] is not None:
+                written.append(
+                    plots.gamma_window_figure(
+                        result.rho[name],
+                        v["n_chains"] * v["n_draws"],
+                        v["window"],
+                        v["tau_int_gamma"],
+                        v["tau_int_gamma_err"],
+                        name,
+                        out / f"{_safe(name)}_gamma.png",
+                        tau_int_arviz=v["tau_int_arviz"],
+                    )
                 )
+            written.append(
+                plots.trace_figure(result.chains[name], name, out / f"{_safe(name)}_trace.png")
             )
-        written.append(
-            plots.trace_figure(result.chains[name], name, out / f"{_safe(name)}_trace.png")
-        )
     return written

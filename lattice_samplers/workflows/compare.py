@@ -47,6 +47,7 @@ from lattice_samplers.summary import (
     diagnostics,
     summarize_observables,
 )
+from lattice_samplers.workflows.outputs import TRAINING_FILES, OutputClaim, check_outputs
 
 __all__ = [
     "Comparison",
@@ -57,6 +58,7 @@ __all__ = [
     "summarize_compare",
     "validate_compare",
     "write_outputs",
+    "compare_outputs",
 ]
 
 #: Observables shown in the printed table (all are in the JSON and CSV).
@@ -380,6 +382,42 @@ def _csv_rows(comparison: Comparison) -> list[dict[str, Any]]:
                 }
             )
     return rows
+
+
+#: What a comparison writes into its folder besides one results file per sampler.
+SUMMARY_FILES: tuple[str, ...] = (
+    "summary.json",
+    "summary.csv",
+    "autocorrelation.png",
+    "histories.png",
+    "cost_per_ess.png",
+)
+
+
+def compare_outputs(plan: CompareSpec, out: str | Path) -> OutputClaim:
+    """Check, before any work, every file a comparison would write into ``out``.
+
+    The folder may exist and hold other files; none of the comparison's own names (the
+    samplers' ``NAME.nc``, the summaries and figures, the trained flow's ``flow/`` files) may
+    be taken, whatever made them (an earlier comparison, a training, the user).
+
+    Raises
+    ------
+    ConfigError
+        One line naming what ``out`` holds and the files that would be replaced.
+    """
+    out = Path(out)
+    files = [out / f"{name}.nc" for name in ALL_SAMPLERS if name in plan.compare.samplers]
+    files += [out / name for name in SUMMARY_FILES]
+    if FLOW_SAMPLER in plan.compare.samplers and plan.flow_record is None:
+        files += [out / "flow" / name for name in TRAINING_FILES]
+    return check_outputs(
+        files=files,
+        folders=[out],
+        results=[out / "summary.json"],
+        flag="--out",
+        hint="choose another folder (nothing in it is replaced)",
+    )
 
 
 def write_outputs(comparison: Comparison, out: Path) -> None:

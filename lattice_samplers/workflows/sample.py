@@ -1,13 +1,15 @@
 """The ``sample`` workflow: one classical sampler on one theory point, spec -> run -> result.
 
-Output safety lives here, so every front end gets it: the results file and its checkpoint are
-checked for writability before any work; an existing results file is replaced only when asked
+Output safety lives here, so every front end gets it, through the one output check
+(:mod:`lattice_samplers.workflows.outputs`): the results file and its checkpoint are checked
+before any work and again when written; an existing results file is replaced only when asked
 (``overwrite``); an existing checkpoint is continued only with ``resume`` and never silently
-restarted over.
+restarted over; the checkpoint cannot be the results file.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +18,19 @@ from typing import Any
 from lattice_samplers.config import ConfigError, require_memory
 from lattice_samplers.driver import RunResult, RunSettings, run_sampler, write_results
 from lattice_samplers.kernels.common import N_OBS
-from lattice_samplers.records import OutputError, check_output_path
 from lattice_samplers.specs import SampleSpec, sample_spec
 from lattice_samplers.summary import result_summary
+from lattice_samplers.workflows.outputs import (
+    OutputClaim,
+    check_outputs,
+    describe,
+    protected,
+    same_file,
+)
 
 __all__ = [
     "SampleOutputs",
+    "FIELD_ARRAYS",
     "check_memory",
     "plan_outputs",
     "run_sample",
@@ -31,14 +40,28 @@ __all__ = [
 ]
 
 
-def check_memory(run: RunSettings, n_stats: int) -> None:
-    """Refuse a run whose recorded (chain, draw) series would not fit in memory.
+#: Lattice-sized float64 arrays one chain holds at once, at most (the field, its proposal or
+#: momentum and force, the cluster's labels and stack, the final field): an upper estimate.
+FIELD_ARRAYS = 8
+
+
+def check_memory(run: RunSettings, n_stats: int, L: int | None = None) -> None:
+    """Refuse a run whose fields or recorded (chain, draw) series would not fit in memory.
+
+    Estimated before anything is allocated: ``FIELD_ARRAYS`` lattice-sized float64 arrays per
+    chain, and the recorded series of every chain.
 
     Raises
     ------
     ConfigError
-        Naming the bytes needed and the bytes available.
+        Naming what needs the memory, the bytes needed and the bytes available.
     """
+    if L is not None:
+        require_memory(
+            run.n_chains * FIELD_ARRAYS * L * L * 8,
+            f"[theory] L = {L} x n_chains = {run.n_chains} (the lattice fields)",
+            "lower theory.L or run.n_chains",
+        )
     require_memory(
         run.n_chains * (run.n_steps // run.thin) * (N_OBS + n_stats) * 8,
         f"[run] n_steps = {run.n_steps} x n_chains = {run.n_chains} (the recorded series)",
@@ -48,11 +71,16 @@ def check_memory(run: RunSettings, n_stats: int) -> None:
 
 @dataclass(frozen=True)
 class SampleOutputs:
-    """Where a ``sample`` run writes: the results file and its checkpoint (either may be None)."""
+    """Where a ``sample`` run writes: the results file and its checkpoint (either may be None).
+
+    ``claim`` is the checked output set (:func:`~lattice_samplers.workflows.outputs.check_outputs`);
+    None (a scan task, a library call) writes without the protection against other runs.
+    """
 
     results: Path | None
     checkpoint: Path | None
     resume: bool = False
+    claim: OutputClaim | None = None
 
 
 def plan_outputs(
@@ -68,32 +96,51 @@ def plan_outputs(
     Raises
     ------
     ConfigError
-        An unwritable path, a results file that exists (without ``overwrite``), a checkpoint
-        of an earlier run that would be overwritten (without ``resume`` or ``overwrite``), or
-        ``resume`` without a checkpoint.
+        An unwritable path, the checkpoint and the results file being one file, a results
+        file that exists (without ``overwrite``), a checkpoint of an earlier run or any other
+        file at the checkpoint path (without ``resume`` or ``overwrite``), or ``resume``
+        without a checkpoint.
     """
     results = Path(out) if out is not None else None
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is None and results is not None:
         ckpt = results.with_name(results.name + ".ckpt")
-    try:
-        for path, kind in ((results, "--out"), (ckpt, "checkpoint")):
-            if path is not None:
-                check_output_path(path, kind)
-    except OutputError as exc:
-        raise ConfigError(str(exc)) from None
+    if results is not None and ckpt is not None and same_file(results, ckpt):
+        raise ConfigError(
+            f"--checkpoint {ckpt} is the --out file: the results would be removed with the "
+            "checkpoint at the end; give two different files"
+        )
     if resume and (ckpt is None or not ckpt.is_file()):
         raise ConfigError(f"--resume: no checkpoint at {ckpt or '(give --out or --checkpoint)'}")
-    if results is not None and results.exists() and not overwrite:
-        raise ConfigError(
-            f"--out {results} exists; choose another file or pass --overwrite to replace it"
+    if results is not None:
+        check_outputs(
+            files=[results],
+            overwrite=overwrite,
+            flag="--out",
+            hint="choose another file or pass --overwrite to replace it",
         )
-    if ckpt is not None and ckpt.exists() and not (resume or overwrite):
-        raise ConfigError(
-            f"a checkpoint of an earlier run is at {ckpt}: continue it with --resume, or pass "
-            "--overwrite to start again"
+    if ckpt is not None:
+        found = describe(ckpt) if ckpt.is_file() else ""
+        hint = (
+            "continue it with --resume, or pass --overwrite to start again"
+            if found == "a checkpoint of an earlier run"
+            else "it is not a checkpoint of this program; choose another --checkpoint file"
+            " (--overwrite would replace it)"
         )
-    return SampleOutputs(results, ckpt, resume)
+        check_outputs(
+            files=[ckpt],
+            overwrite=overwrite,
+            adopt=[ckpt] if resume else [],
+            flag="checkpoint",
+            hint=hint,
+        )
+    claim = OutputClaim(
+        files=tuple(p for p in (results, ckpt) if p is not None),
+        overwrite=overwrite,
+        adopt=(ckpt,) if resume and ckpt is not None else (),
+        results=(results,) if results is not None else (),
+    )
+    return SampleOutputs(results, ckpt, resume, claim)
 
 
 def run_sample(
@@ -101,28 +148,43 @@ def run_sample(
 ) -> RunResult:
     """Run a validated spec; write the results file (then drop the checkpoint) if asked.
 
+    With a checked output set the files are written under its protection
+    (:func:`~lattice_samplers.workflows.outputs.protected`): another run's file that appeared
+    meanwhile is not replaced, and the checkpoint is removed only if this run wrote it.
+
     Raises
     ------
     lattice_samplers.driver.RunInterrupted
         On SIGINT/SIGTERM, after the checkpoint (if any) is saved.
+    ConfigError
+        The run's arrays would not fit in memory (before anything runs).
+    lattice_samplers.records.OutputError
+        A write failed, or an output appeared from another run (then this run's file is kept
+        under another name, given in the message).
     """
     outputs = outputs or SampleOutputs(None, None)
-    check_memory(spec.run, len(spec.sampler.stat_names))
-    if outputs.results is not None:
-        outputs.results.parent.mkdir(parents=True, exist_ok=True)
-    result = run_sampler(
-        spec.sampler,
-        spec.run,
-        checkpoint_path=outputs.checkpoint,
-        resume=outputs.resume,
-        progress=progress,
-        config=spec.config,
-    )
-    if outputs.results is not None:
-        write_results(result, outputs.results)
-        if outputs.checkpoint is not None:
-            # the results file now holds everything; the checkpoint only served this run
-            outputs.checkpoint.unlink(missing_ok=True)
+    check_memory(spec.run, len(spec.sampler.stat_names), spec.theory.L)
+    guard = protected(outputs.claim) if outputs.claim is not None else contextlib.nullcontext()
+    with guard as active:
+        if outputs.results is not None:
+            outputs.results.parent.mkdir(parents=True, exist_ok=True)
+        result = run_sampler(
+            spec.sampler,
+            spec.run,
+            checkpoint_path=outputs.checkpoint,
+            resume=outputs.resume,
+            progress=progress,
+            config=spec.config,
+        )
+        if outputs.results is not None:
+            write_results(result, outputs.results)
+            # the results file now holds everything; the checkpoint only served this run (one
+            # made by another run, or a file that is not ours, is left alone unless the user
+            # asked to start over with --overwrite)
+            ckpt = outputs.checkpoint
+            ours = active is None or active.overwrite or active.made_here(ckpt or "")
+            if ckpt is not None and ours:
+                ckpt.unlink(missing_ok=True)
     return result
 
 
@@ -130,7 +192,7 @@ def run_sample(
 def validate_sample(config: Mapping[str, Any]) -> None:
     """Scan job hook: raise :class:`ConfigError` if ``config`` is not a valid sample task."""
     spec = sample_spec(config)
-    check_memory(spec.run, len(spec.sampler.stat_names))
+    check_memory(spec.run, len(spec.sampler.stat_names), spec.theory.L)
 
 
 def sample_task(config: Mapping[str, Any], out_path: Path) -> dict[str, Any]:

@@ -67,6 +67,7 @@ from lattice_samplers.flows.train.loop import (
 from lattice_samplers.flows.train.warmstart import init_from_checkpoint, init_from_flow
 from lattice_samplers.signals import StopRequest
 from lattice_samplers.theory import Phi4Theory
+from lattice_samplers.workflows.outputs import check_outputs
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -274,6 +275,9 @@ def check_output_dir(
     if not ckpt.exists():
         if resume:
             raise CheckpointError(f"nothing to resume: no flow checkpoint at {ckpt}")
+        # the one output check: no training record, kept history or comparison is replaced
+        names = (HISTORY_NAME, SUMMARY_NAME, FIGURE_NAME)
+        check_outputs(files=[out_dir / n for n in names], folders=[out_dir], flag="output")
         return None
     data = read_checkpoint(ckpt)
     arch = flow_config.resolve(theory)
