@@ -1,8 +1,13 @@
 """Reverse-KL training of flows: settings, the pure loop, the session, warm starts.
 
 * :mod:`.config`: :class:`TrainSettings`, the history columns, torch's CPU threads;
-* :mod:`.loop`: :class:`Trainer`, :func:`reverse_kl_loss`, :func:`run_loop`, :func:`fit`
-  (takes a flow and an action, returns the flow and its history; writes no files);
+* :mod:`.metrics`: :func:`reverse_kl_loss`, IMH acceptance, Kish ESS and Var(log w) of a batch;
+* :mod:`.schedule`: learning-rate schedules (cosine, constant, step decay, warm-up);
+* :mod:`.streams`: the seeds of a run's random streams;
+* :mod:`.guard`: the divergence guard (skip, roll back, lower the rate) and the best-flow keeper;
+* :mod:`.trainer`: :class:`Trainer` (one flow's optimizer, streams, guard and history);
+* :mod:`.loop`: :func:`run_loop`, :func:`fit` (takes a flow and an action, returns the flow and
+  its history; writes no files);
 * :mod:`.session`: :func:`train_flow` and :class:`TrainResult` (checkpoints, resume, signals,
   history.csv, summary.json, figure, DDP);
 * :mod:`.warmstart`: :func:`init_from_checkpoint` (weights across lattice sizes);
@@ -27,6 +32,7 @@ from lattice_samplers.flows.train.loop import (
     LoopOutcome,
     NonFiniteLossError,
     Trainer,
+    TrainingDiverged,
     fit,
     imh_acceptance,
     reverse_kl_loss,
@@ -61,6 +67,7 @@ __all__ = [
     "TrainSettings",
     "TrainResult",
     "Trainer",
+    "TrainingDiverged",
     "TrainingInterrupted",
     "check_output_dir",
     "default_threads",
