@@ -96,7 +96,7 @@ class TrainSettings:
         Divergence guard (:mod:`lattice_samplers.flows.train.guard`): a batch with a NaN/inf
         loss, or with Var(log w) above ``spike_factor`` times the median of the last 20 steps
         (and above 1), makes no update; three such batches in a row roll the model, optimizer
-        and schedule back to a snapshot 10-30 steps old and multiply the learning rate by
+        and schedule back to a snapshot 10-20 steps old and multiply the learning rate by
         ``rollback_lr_factor``.  After ``max_rollbacks`` rollbacks (default 3) the next one
         stops the run with ``stop_reason = "diverged"``.  0 turns the guard off: every batch
         updates and a NaN/inf loss stops the run (``nonfinite_loss``), as before the guard.

@@ -2,13 +2,14 @@
 
 :class:`DivergenceGuard` inspects every batch before its update.  A batch is *anomalous* when
 its loss is NaN/inf, or when its Var(log w) exceeds ``spike_factor`` times the median of the
-last :data:`WINDOW` history rows (and exceeds :data:`VAR_FLOOR`; at least :data:`MIN_ROWS`
-rows are needed).  Var(log w) per site against its own running median is the same ratio, so
-the test does not depend on the lattice size.  An anomalous batch makes no update (one outlier
+last :data:`WINDOW` healthy batches (and exceeds :data:`VAR_FLOOR`; at least :data:`MIN_ROWS`
+are needed; the window survives a rollback, so the reference is never lost).  Var(log w) per
+site against its own running median is the same ratio, so the test does not depend on L.
+An anomalous batch makes no update (one outlier
 batch must not kick Adam's moments); :data:`PATIENCE` anomalous batches in a row mean the
 parameters themselves are bad, and the guard restores model, optimizer and schedule from the
 oldest of its last :data:`RING` snapshots (taken every :data:`SNAPSHOT_EVERY` steps of
-parameters whose batch was healthy, so 10-30 steps before the trouble) and multiplies the
+parameters whose batch was healthy, so 10-20 steps before the trouble) and multiplies the
 learning rate by ``rollback_lr_factor`` from then on.  The history is cut back to the
 snapshot's step (its rows are the run that is kept; ``train_s`` keeps counting the lost work),
 and the ``rollbacks`` column counts the rollbacks so far.  After ``max_rollbacks`` rollbacks
@@ -58,7 +59,7 @@ VAR_FLOOR = 1.0
 #: Steps between snapshots.
 SNAPSHOT_EVERY = 10
 #: Snapshots kept; a rollback restores the oldest.
-RING = 3
+RING = 2
 
 
 @dataclass
@@ -69,11 +70,17 @@ class Snapshot:
     model: dict[str, torch.Tensor]
     optimizer: dict[str, Any]
     scheduler: dict[str, Any]
+    #: the guard's Var(log w) window at that time: a restored flow is judged against its own
+    recent: list[float]
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-dict form for a checkpoint."""
         return dict(
-            step=self.step, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler
+            step=self.step,
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            recent=list(self.recent),
         )
 
 
@@ -94,12 +101,12 @@ class DivergenceGuard:
         self.skipped = 0
         self.events: list[dict[str, Any]] = []
         self.ring: list[Snapshot] = []
+        self.recent: list[float] = []
 
     # ------------------------------------------------------------------ decisions
-    def check(self, var_log_w: float, history: dict[str, list[float]]) -> str | None:
+    def check(self, var_log_w: float) -> str | None:
         """Why a batch with this Var(log w) is anomalous, or None if it is healthy."""
-        recent = np.asarray(history["var_log_weight"][-WINDOW:], dtype=np.float64)
-        recent = recent[np.isfinite(recent)]
+        recent = np.asarray(self.recent, dtype=np.float64)
         if not math.isfinite(var_log_w):
             return f"Var(log w) is {var_log_w}"
         if recent.size < MIN_ROWS:
@@ -112,9 +119,10 @@ class DivergenceGuard:
             )
         return None
 
-    def healthy(self, trainer: Any) -> None:
+    def healthy(self, trainer: Any, var_log_w: float) -> None:
         """A healthy batch of the current parameters: reset the streak, snapshot if due."""
         self.streak = 0
+        self.recent = [*self.recent, float(var_log_w)][-WINDOW:]
         if not self.ring or trainer.step - self.ring[-1].step >= SNAPSHOT_EVERY:
             self.ring.append(
                 Snapshot(
@@ -122,6 +130,7 @@ class DivergenceGuard:
                     copy.deepcopy(trainer.flow.state_dict()),
                     copy.deepcopy(trainer.optimizer.state_dict()),
                     copy.deepcopy(trainer.scheduler.state_dict()),
+                    list(self.recent),
                 )
             )
             del self.ring[:-RING]
@@ -151,6 +160,7 @@ class DivergenceGuard:
             }
         )
         self.ring = [snap]
+        self.recent = list(snap.recent)
         self._restore(trainer, snap)
         return action
 
@@ -188,6 +198,7 @@ class DivergenceGuard:
             "skipped": self.skipped,
             "events": copy.deepcopy(self.events),
             "ring": [s.as_dict() for s in self.ring],
+            "recent": list(self.recent),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -198,6 +209,7 @@ class DivergenceGuard:
         self.skipped = int(state["skipped"])
         self.events = copy.deepcopy(list(state["events"]))
         self.ring = [Snapshot(**s) for s in state["ring"]]
+        self.recent = [float(v) for v in state["recent"]]
 
 
 class BestKeeper:

@@ -128,7 +128,7 @@ def _finish_message(trainer: Trainer, stop_reason: str, kept: str) -> str:
         f"{trainer.steps_to_target()[0]}",
         "time_budget": f"time budget of {cfg.time_budget_s} s used after {trainer.step} steps",
         "diverged": f"diverged: {cfg.max_rollbacks} rollbacks did not stop the loss exploding "
-        "(try a smaller lr, grad_clip or warmup_steps)",
+        "(try a smaller lr, grad_clip, warmup_steps, or for a cnf more ode_steps)",
     }[stop_reason]
     return "; ".join(p for p in (base, guard, kept) if p)
 
@@ -163,7 +163,7 @@ def run_loop(
         t_wall = time.perf_counter()
         try:
             batch = trainer.measure()
-            cause = guard.check(batch.row["var_log_weight"], trainer.history) if guard else None
+            cause = guard.check(batch.row["var_log_weight"]) if guard else None
         except NonFiniteLossError as exc:
             if guard is None:
                 stop_reason, error = "nonfinite_loss", exc
@@ -178,7 +178,7 @@ def run_loop(
                 break
             continue
         if guard is not None:
-            guard.healthy(trainer)
+            guard.healthy(trainer, batch.row["var_log_weight"])
         row = trainer.update(batch)
         k = trainer.step
         is_eval = k % cfg.eval_every == 0 or k == end
