@@ -208,3 +208,18 @@ def test_bad_guard_and_schedule_settings_are_one_line_errors(data, match) -> Non
     with pytest.raises(ConfigError) as info:
         section_to_dataclass(TrainSettings, data, "train")
     assert match in str(info.value) and "\n" not in str(info.value)
+
+
+def test_nan_from_the_first_batch_stops_with_the_ode_note_for_a_cnf() -> None:
+    # no healthy batch ever: no snapshot, no update; the guard stops instead of crashing, and
+    # for a flow with an ODE the message compares Var(log w) at the trained and twice the steps
+    cnf = FlowSettings(family="cnf", cnf_frequencies=2, cnf_time_basis=2, kernel_radius=1)
+    flow = build_flow(ISING4, cnf, seed=1)
+    before = _flat(flow).clone()
+    cfg = _cfg(n_steps=5, eval_batch_size=64)
+    tr = Trainer(flow, ExplodingAction(ISING4, 1, 10**9, math.nan), cfg)
+    out = run_loop(tr)
+    assert out.stop_reason == "diverged" and tr.step == 0 and tr.guard.skipped == 3
+    assert torch.equal(_flat(flow), before)
+    assert "RK4 steps" in out.message and "\n" not in out.message
+    assert flow.arch["ode_steps"] == build_flow(ISING4, cnf, seed=1).arch["ode_steps"]

@@ -145,6 +145,17 @@ class DivergenceGuard:
         if self.streak < PATIENCE:
             return "skip"
         self.streak = 0
+        if not self.ring:  # no healthy batch yet, hence no update: nothing to go back to
+            self.events.append(
+                {
+                    "at_step": trainer.step + 1,
+                    "to_step": trainer.step,
+                    "cause": cause,
+                    "action": "stop",
+                    "lr_scale": self.lr_scale,
+                }
+            )
+            return "stop"
         snap = self.ring[0]
         action = "stop" if self.rollbacks >= self.cfg.max_rollbacks else "rollback"
         if action == "rollback":
