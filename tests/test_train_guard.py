@@ -223,3 +223,23 @@ def test_nan_from_the_first_batch_stops_with_the_ode_note_for_a_cnf() -> None:
     assert torch.equal(_flat(flow), before)
     assert "RK4 steps" in out.message and "\n" not in out.message
     assert flow.arch["ode_steps"] == build_flow(ISING4, cnf, seed=1).arch["ode_steps"]
+
+
+def test_state_round_trip_and_a_checkpoint_from_before_the_guard() -> None:
+    tr = _trainer(TorchAction(ISING4), _cfg(n_steps=30))
+    run_loop(tr, end=25)
+    state = tr.state_dict()
+    again = _trainer(TorchAction(ISING4), _cfg(n_steps=30))
+    again.load_state_dict(state, tr.flow.state_dict())
+    assert [s.step for s in again.guard.ring] == [s.step for s in tr.guard.ring]
+    assert again.guard.recent == tr.guard.recent and again.best.step == tr.best.step
+    # a trainer state written before the guard existed: no guard/best records, fewer columns
+    old = {k: v for k, v in state.items() if k not in ("guard", "best", "live_model")}
+    old["history"] = {
+        k: v for k, v in state["history"].items() if k not in ("grad_norm", "rollbacks")
+    }
+    legacy = _trainer(TorchAction(ISING4), _cfg(n_steps=30))
+    legacy.load_state_dict(old, tr.flow.state_dict())
+    assert legacy.history["rollbacks"] == [0.0] * 25
+    assert all(math.isnan(v) for v in legacy.history["grad_norm"])
+    assert run_loop(legacy).stop_reason == "n_steps" and legacy.step == 30

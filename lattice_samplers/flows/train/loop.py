@@ -180,7 +180,10 @@ def run_loop(
     trainer.resume_live()
     end = cfg.n_steps if end is None else min(cfg.n_steps, end)
     if cfg.stop_at_target and trainer.steps_to_target()[0] is not None:
-        return LoopOutcome(trainer.flow, trainer.history, "target")
+        kept = trainer.keep_best()  # a finished run resumed: return what it returned
+        kept_step = trainer.kept[0] if trainer.kept is not None else None
+        message = _finish_message(trainer, "target", kept)
+        return LoopOutcome(trainer.flow, trainer.history, "target", message, None, kept_step)
     guard = trainer.guard if cfg.max_rollbacks > 0 else None
     stop_reason, error, kept = "n_steps", None, None
     if trainer.step >= end and trainer.step < cfg.n_steps:
