@@ -140,7 +140,9 @@ def test_resume_continues_bit_for_bit(tmp_path) -> None:
     assert r2.train_seconds > r1.train_seconds  # cumulative over the resume
 
 
-def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch) -> None:
+def test_nonfinite_loss_with_guard_off_stops_and_keeps_last_good_checkpoint(
+    tmp_path, monkeypatch
+) -> None:
     calls = {"n": 0}
     original = TorchAction.__call__
 
@@ -151,9 +153,8 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypat
 
     monkeypatch.setattr(TorchAction, "__call__", poisoned)
     out = tmp_path / "run"
-    flow, res = train_flow(
-        ISING4, TINY, _quick(n_steps=20, checkpoint_every=5), out_dir=out, progress=False
-    )
+    cfg = _quick(n_steps=20, checkpoint_every=5, max_rollbacks=0)
+    flow, res = train_flow(ISING4, TINY, cfg, out_dir=out, progress=False)
     assert res.stop_reason == "nonfinite_loss"
     assert "step 8" in res.message and "last good checkpoint (step 5)" in res.message
     assert "\n" not in res.message
@@ -177,7 +178,7 @@ def test_bad_train_config_is_one_line_error() -> None:
         ({"lr_rate": 1.0}, "unknown key"),
         ({"n_steps": "many"}, "must be int"),
         ({"target_acceptance": 1.5}, "target_acceptance"),
-        ({"scheduler": "step"}, "unknown scheduler"),
+        ({"scheduler": "linear"}, "unknown scheduler"),
     ]:
         with pytest.raises(ConfigError, match=match) as info:
             section_to_dataclass(TrainSettings, data, "train")

@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 #: The files a flow training writes into its folder (the names of
-#: :mod:`lattice_samplers.flows.train.session`; a test keeps the two lists equal).
+#: :mod:`lattice_samplers.workflows.train.session`; a test keeps the two lists equal).
 TRAINING_FILES: tuple[str, ...] = ("checkpoint.pt", "history.csv", "summary.json", "training.png")
 
 #: Files whose presence names what a folder holds, in the order they are tried.

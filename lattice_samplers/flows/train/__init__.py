@@ -1,8 +1,13 @@
 """Reverse-KL training of flows: settings, the pure loop, warm starts.
 
 * :mod:`.config`: :class:`TrainSettings`, the history columns, torch's CPU threads;
-* :mod:`.loop`: :class:`Trainer`, :func:`reverse_kl_loss`, :func:`run_loop`, :func:`fit`
-  (takes a flow and an action, returns the flow and its history; writes no files);
+* :mod:`.metrics`: :func:`reverse_kl_loss`, IMH acceptance, Kish ESS and Var(log w) of a batch;
+* :mod:`.schedule`: learning-rate schedules (cosine, constant, step decay, warm-up);
+* :mod:`.streams`: the seeds of a run's random streams;
+* :mod:`.guard`: the divergence guard (skip, roll back, lower the rate) and the best-flow keeper;
+* :mod:`.trainer`: :class:`Trainer` (one flow's optimizer, streams, guard and history);
+* :mod:`.loop`: :func:`run_loop`, :func:`fit` (takes a flow and an action, returns the flow and
+  its history; writes no files);
 * :mod:`.warmstart`: :func:`init_from_checkpoint` (weights across lattice sizes).
 
 The training session (checkpoints, resume, signals, files) and the curriculum are the train
@@ -22,6 +27,7 @@ from lattice_samplers.flows.train.loop import (
     LoopOutcome,
     NonFiniteLossError,
     Trainer,
+    TrainingDiverged,
     fit,
     imh_acceptance,
     reverse_kl_loss,
@@ -36,6 +42,7 @@ __all__ = [
     "NonFiniteLossError",
     "TrainSettings",
     "Trainer",
+    "TrainingDiverged",
     "default_threads",
     "ess_kish",
     "fit",

@@ -37,6 +37,8 @@ HISTORY_COLUMNS = (
     "eval_acceptance",
     "eval_ess_kish",
     "eval_var_log_weight",
+    "grad_norm",
+    "rollbacks",
 )
 
 #: Settings that may change on resume: they decide when to stop, what is measured or where it
@@ -53,6 +55,7 @@ FREE_ON_RESUME = frozenset(
         "device",
         "num_threads",
         "prior_streams",
+        "keep_best",
     }
 )
 
@@ -70,15 +73,43 @@ class TrainSettings:
     lr : float
         Initial learning rate (default 5e-3, the top of the range 1e-3..5e-3 in use).
     lr_min : float
-        Floor of the cosine schedule (default 0).
+        Floor of the cosine and step schedules (default 0).
     scheduler : str
-        ``cosine`` (anneal lr -> lr_min over n_steps; default) or ``constant``.
+        ``cosine`` (anneal lr -> lr_min over n_steps; default), ``constant``, or ``step``
+        (multiply by ``lr_decay_factor`` every ``lr_decay_every`` steps, down to lr_min); see
+        :mod:`lattice_samplers.flows.train.schedule`.
+    warmup_steps : int
+        Linear warm-up: update k (from 0) uses min(1, (k + 1) / warmup_steps) times the
+        scheduled rate (default 0: no warm-up).
+    lr_decay_every : int
+        Period in steps of the ``step`` schedule (default 500).
+    lr_decay_factor : float
+        Factor per period of the ``step`` schedule, in (0, 1] (default 0.5).
     optimizer : str
         ``adam`` (default) or ``adamw``.
     weight_decay : float
         Weight decay (default 0).
     grad_clip : float or None
-        Clip the gradient norm at this value (default: no clipping).
+        Clip the total gradient norm at this value before each update (default: no
+        clipping).  The history's ``grad_norm`` is the norm before clipping.
+    max_rollbacks : int
+        Divergence guard (:mod:`lattice_samplers.flows.train.guard`): a batch with a NaN/inf
+        loss, or with Var(log w) above ``spike_factor`` times the median of the last 20 steps
+        (and above 1), makes no update; three such batches in a row roll the model, optimizer
+        and schedule back to a snapshot 10-20 steps old and multiply the learning rate by
+        ``rollback_lr_factor``.  After ``max_rollbacks`` rollbacks (default 3) the next one
+        stops the run with ``stop_reason = "diverged"``.  0 turns the guard off: every batch
+        updates and a NaN/inf loss stops the run (``nonfinite_loss``), as before the guard.
+    rollback_lr_factor : float
+        Learning-rate factor per rollback, in (0, 1) (default 0.5).
+    spike_factor : float
+        Var(log w) jump that marks a batch as exploding, > 1 (default 10).  Var(log w) per site
+        compared with its own running median is the same ratio.
+    keep_best : str
+        Which flow a finished run returns: ``acceptance`` (default) or ``ess_kish``, the flow
+        of the held-out evaluation with the highest value (the final model included; on ties
+        the later one), or ``last`` (the final model).  Pauses (``until_step``, signals) keep
+        the current model, so that resuming continues bit for bit.
     target_acceptance : float or None
         Held-out acceptance to reach; the first step and second are recorded.
     stop_at_target : bool
@@ -120,9 +151,16 @@ class TrainSettings:
     lr: float = 5e-3
     lr_min: float = 0.0
     scheduler: str = "cosine"
+    warmup_steps: int = 0
+    lr_decay_every: int = 500
+    lr_decay_factor: float = 0.5
     optimizer: str = "adam"
     weight_decay: float = 0.0
     grad_clip: float | None = None
+    max_rollbacks: int = 3
+    rollback_lr_factor: float = 0.5
+    spike_factor: float = 10.0
+    keep_best: str = "acceptance"
     target_acceptance: float | None = None
     stop_at_target: bool = True
     time_budget_s: float | None = None
@@ -144,13 +182,33 @@ class TrainSettings:
             raise ValueError(f"lr must be a positive number, got {self.lr}")
         if not 0 <= self.lr_min <= self.lr:
             raise ValueError(f"lr_min must be in [0, lr], got {self.lr_min}")
-        if self.scheduler not in ("cosine", "constant"):
-            raise ValueError(f"unknown scheduler {self.scheduler!r} (known: cosine, constant)")
+        if self.scheduler not in ("cosine", "constant", "step"):
+            raise ValueError(
+                f"unknown scheduler {self.scheduler!r} (known: cosine, constant, step)"
+            )
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.lr_decay_every < 1:
+            raise ValueError(f"lr_decay_every must be >= 1, got {self.lr_decay_every}")
+        if not 0 < self.lr_decay_factor <= 1:
+            raise ValueError(f"lr_decay_factor must be in (0, 1], got {self.lr_decay_factor}")
+        if self.max_rollbacks < 0:
+            raise ValueError(f"max_rollbacks must be >= 0, got {self.max_rollbacks}")
+        if not 0 < self.rollback_lr_factor < 1:
+            raise ValueError(f"rollback_lr_factor must be in (0, 1), got {self.rollback_lr_factor}")
+        if not (self.spike_factor > 1 and math.isfinite(self.spike_factor)):
+            raise ValueError(f"spike_factor must be a number > 1, got {self.spike_factor}")
+        if self.keep_best not in ("acceptance", "ess_kish", "last"):
+            raise ValueError(
+                f"unknown keep_best {self.keep_best!r} (known: acceptance, ess_kish, last)"
+            )
         if self.optimizer not in ("adam", "adamw"):
             raise ValueError(f"unknown optimizer {self.optimizer!r} (known: adam, adamw)")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
+        if self.grad_clip is not None and not (
+            self.grad_clip > 0 and math.isfinite(self.grad_clip)
+        ):
             raise ValueError(f"grad_clip must be > 0, got {self.grad_clip}")
         if self.target_acceptance is not None and not 0 < self.target_acceptance <= 1:
             raise ValueError(f"target_acceptance must be in (0, 1], got {self.target_acceptance}")
@@ -232,14 +290,14 @@ def trajectory_changes(stored: dict[str, Any], config: TrainSettings) -> list[st
     -------
     list of str
         ``"name: old -> new"`` for each changed setting, in field order.  ``n_steps`` counts
-        only under the cosine schedule (which spans ``n_steps``); with a constant learning
-        rate a run may be extended.  Keys missing from an older record are not compared.
+        only under the cosine schedule (which spans ``n_steps``); under the constant and step
+        schedules a run may be extended.  Keys missing from an older record are not compared.
     """
     out = []
     for key, new in asdict(config).items():
         if key in FREE_ON_RESUME or key not in stored:
             continue
-        if key == "n_steps" and config.scheduler == "constant":
+        if key == "n_steps" and config.scheduler != "cosine":
             continue
         old = stored[key]
         if isinstance(old, list):

@@ -77,7 +77,7 @@ class CurriculumResult:
         return int(sum(s.result.n_steps for s in self.stages))
 
     def stage_records(self) -> list[dict[str, Any]]:
-        """One JSON-friendly row per stage: L, beta, steps, seconds, held-out acceptance."""
+        """One JSON-friendly row per stage: L, beta, steps, seconds, held-out acceptance, ESS."""
         rows = []
         for s in self.stages:
             summary = s.result.summary()
@@ -89,6 +89,7 @@ class CurriculumResult:
                     "train_seconds": s.train_seconds,
                     "wall_seconds": s.result.wall_seconds,
                     "final_acceptance": summary["final_acceptance"],
+                    "ess_kish": summary["ess_kish"],
                     "var_log_weight": summary["var_log_weight"],
                     "stop_reason": s.result.stop_reason,
                     "out": None if s.out_dir is None else str(s.out_dir),
