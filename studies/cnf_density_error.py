@@ -17,19 +17,28 @@ for proposals z drawn from the base.  Feasible up to L of about 16 (V backward c
 
 Examples::
 
-    python analysis/cnf_density_error.py --quick                   # CI: an untrained flow
-    python analysis/cnf_density_error.py --checkpoint TASK_DIR ... --ode-steps 5 10 20
+    python -m studies.cnf_density_error --quick                   # CI: an untrained flow
+    python -m studies.cnf_density_error --checkpoint TASK_DIR ... --ode-steps 5 10 20
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import provenance, report, write_csv, write_json
+from studies._common import (
+    provenance,
+    publish_table,
+    recorded_command,
+    report,
+    write_csv,
+    write_data_readme,
+    write_json,
+)
 
 __all__ = ["density_error", "main"]
 
@@ -41,14 +50,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ode-steps", type=int, nargs="+", default=[5, 10, 20])
     p.add_argument("--n", type=int, default=32, help="proposals per flow and ode_steps")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path("data/scaling/flows_v2/density_error"))
+    p.add_argument("--out", type=Path, default=Path("data/cnf_density_error"))
     p.add_argument("--quick", action="store_true", help="an untrained L = 6 flow, 8 proposals")
+    p.add_argument("--replot", action="store_true",
+                   help="only rewrite the table from OUT/density_error.json")  # fmt: skip
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.ode_steps = 8, [5, 10]
-        if args.out == Path("data/scaling/flows_v2/density_error"):
+        if args.out == Path("data/cnf_density_error"):
             args.out = Path("runs/cnf_density_error-quick")
-    elif not args.checkpoint:
+    elif not args.checkpoint and not args.replot:
         p.error("give --checkpoint (one or more trained cnf flows) or --quick")
     return args
 
@@ -96,9 +107,8 @@ def _flows(args: argparse.Namespace) -> list[tuple[str, Any, dict[str, Any]]]:
     """(label, float64 flow, its record) for each checkpoint (or the --quick flow)."""
     import torch
 
-    from lattice_samplers.flows.checkpoint import checkpoint_theory, load_flow, read_checkpoint
-    from lattice_samplers.flows.model import FlowSettings, build_flow
-    from lattice_samplers.theory import Phi4Theory
+    from lattice_samplers import Phi4Theory
+    from lattice_samplers.flows import FlowSettings, build_flow, load_flow, read_checkpoint
 
     out = []
     if args.quick:
@@ -114,15 +124,49 @@ def _flows(args: argparse.Namespace) -> list[tuple[str, Any, dict[str, Any]]]:
         flow = load_flow(data).double()
         if flow.arch.get("family") != "cnf":
             raise SystemExit(f"{path}: not a cnf flow (family {flow.arch.get('family')!r})")
-        theory = checkpoint_theory(data)
+        theory = Phi4Theory.from_dict(data["theory"])
         info = {"L": theory.L, "beta": theory.to_dict().get("beta")}
         out.append((Path(path).name, flow, info))
     return out
 
 
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The results table: per flow and ode_steps the size of e and the bias it implies."""
+    head = ["L", "ode_steps", "mean e", "sd(e)", "safe ESS = 1/Var(e)",
+            "bias of <phi^2> ~ Cov(phi^2, e)", "corr(phi^2, e)"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        steps = str(r["ode_steps"])
+        if r["ode_steps"] == r["trained_ode_steps"]:
+            steps = f"**{steps}**"  # the steps the flow was trained with
+        cells = [str(r["L"]), steps, f"{r['mean_e']:.2g}", f"{r['sd_e']:.2g}",
+                 f"{r['safe_ess']:.2g}", f"{r['phi2_bias']:.2g}",
+                 f"{r['corr_phi2_e']:.2f}"]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def publish(out: Path, rows: list[dict[str, Any]], command: str | None = None) -> list[Path]:
+    """The table (``density_error``) and this study's section of the data README."""
+    written = publish_table(out, "cnf_density_error", "density_error", markdown_table(rows))
+    what = (
+        "The cnf flow's RK4 density error e(z) against the exact log-det of its discrete map, "
+        "per flow and ode_steps: `density_error.csv`/`.json` (mean, sd, safe ESS, bias of "
+        "<phi^2>, correlation; provenance in the JSON). Results page: "
+        "docs/results/cnf_density_error.md."
+    )
+    names = ["density_error.csv", "density_error.json", "density_error.md"]
+    written.append(write_data_readme(out, "cnf_density_error", what, names, command))
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     args = parse_args(argv)
+    if args.replot:
+        saved = json.loads((args.out / "density_error.json").read_text())
+        report(publish(args.out, saved["rows"], recorded_command(saved)))
+        return 0
     rows = []
     for label, flow, info in _flows(args):
         layer = next(x for x in flow.layers if hasattr(x, "ode_steps"))
@@ -144,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         layer.ode_steps = trained_steps
     json_path = args.out / "density_error.json"
     payload = {"rows": rows, "provenance": provenance(args, started, json_path.parent)}
-    report([write_csv(args.out / "density_error.csv", rows), write_json(json_path, payload)])
+    written = [write_csv(args.out / "density_error.csv", rows), write_json(json_path, payload)]
+    report(written + publish(args.out, rows))
     return 0
 
 

@@ -8,7 +8,7 @@ path gradients (``train.gradient = "path"``), each with the same wall-clock trai
 (job ``train``): grid over L, a zipped axis over (family, gradient, batch size, eval spacing),
 ``n_seeds`` replicas.
 
-Writes into --out (default data/scaling/flows_v2):
+Writes into --out (default data/flow_families):
 
 * ``training_summary.csv``: one row per (family, L, seed, gradient) with ``n_params``,
   ``train_seconds``, ``final_acceptance``, ``var_logw_per_site``, ``steps_to_0.3/0.5/0.7`` and
@@ -16,15 +16,17 @@ Writes into --out (default data/scaling/flows_v2):
 * ``training_histories.csv``: held-out acceptance against step and training seconds;
 * ``training_summary.json``: the rows, per-(variant, L) seed means and errors, growth fits
   (:func:`lattice_samplers.scaling.fit_growth`) of steps and seconds to each target, provenance;
-* ``training_table.md``: the README's table (seed means ± standard errors per variant and L);
+* ``training_table.md``: the results table (seed means ± standard errors per variant and L),
+  also written into docs/results/flow_families.md when OUT is under data/; OUT/README.md's
+  section;
 * figures/``acceptance_vs_seconds.png``, ``cost_to_target.png``, ``logweight_per_site.png``.
 
 Examples::
 
-    python analysis/flows_v2.py --quick                       # CI: seconds
-    python analysis/flows_v2.py --L 6 8 12 16 20 32 --n-seeds 3 --time-budget-s 60 \\
+    python -m studies.flow_families --quick                       # CI: seconds
+    python -m studies.flow_families --L 6 8 12 16 20 32 --n-seeds 3 --time-budget-s 60 \\
         --backend process --workers 2 --force   # extends the committed 2-seed scan
-    python analysis/flows_v2.py --replot
+    python -m studies.flow_families --replot
 """
 
 from __future__ import annotations
@@ -37,11 +39,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import JOBS, finish, plus_minus, report, write_csv
-
-from lattice_samplers.records import write_text
 from lattice_samplers.scaling import DEFAULT_TARGETS, fit_growth
 from lattice_samplers.scan import run_scan
+from studies._common import (
+    JOBS,
+    finish,
+    plus_minus,
+    publish_table,
+    recorded_command,
+    report,
+    write_csv,
+    write_data_readme,
+)
 
 __all__ = [
     "VARIANTS",
@@ -87,7 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backend", default="serial", choices=["serial", "process", "dask"])
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--scheduler", default=None, help="Dask scheduler address")
-    p.add_argument("--out", type=Path, default=Path("data/scaling/flows_v2"))
+    p.add_argument("--out", type=Path, default=Path("data/flow_families"))
     p.add_argument("--quick", action="store_true", help="tiny run for CI (L = 4, 6; 3 s each)")
     p.add_argument(
         "--force",
@@ -100,8 +109,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.L, args.n_seeds, args.time_budget_s, args.eval_batch_size = [4, 6], 1, 3.0, 128
         args.lam = 0.5
-        if args.out == Path("data/scaling/flows_v2"):
-            args.out = Path("runs/flows_v2-quick")
+        if args.out == Path("data/flow_families"):
+            args.out = Path("runs/flow_families-quick")
     return args
 
 
@@ -382,6 +391,24 @@ def _read_csv(path: Path) -> list[dict]:
         return [{k: conv(v) for k, v in r.items()} for r in csv.DictReader(f)]
 
 
+def publish(
+    out: Path, agg: list[dict], targets: list[float], command: str | None = None
+) -> list[Path]:
+    """The table (``training_table``) and this study's section of the data README."""
+    written = publish_table(out, "flow_families", "training_table", markdown_table(agg, targets))
+    what = (
+        "Dense couplings against the equivariant continuous flow (with and without path "
+        "gradients) at equal training seconds per run: `scan/` (one task record per run; the "
+        "cnf checkpoints are committed), `training_summary.csv`/`.json` (rows, seed means, "
+        "growth fits, provenance), `training_histories.csv`, `figures/`. `runs/` holds the "
+        "`lattice-samplers` runs of the results page (each with its command there). Results "
+        "page: docs/results/flow_families.md."
+    )
+    files = sorted(p.relative_to(out).as_posix() for p in out.glob("training_*"))
+    written.append(write_data_readme(out, "flow_families", what, ["scan/", *files], command))
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     args = parse_args(argv)
@@ -392,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         targets = saved["config"]["study"]["targets"]
         report(figures(rows, hist, saved["aggregate"], saved["fits"], targets,
                        args.out / "figures"))  # fmt: skip
-        write_text(args.out / "training_table.md", markdown_table(saved["aggregate"], targets))
+        report(publish(args.out, saved["aggregate"], targets, recorded_command(saved)))
         return 0
     config = scan_config(args)
     scan = run_scan(config, args.out / "scan", JOBS, backend=args.backend,
@@ -407,9 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if rows:
         written += figures(rows, hist, agg, fit, args.targets, args.out / "figures")
-        table = args.out / "training_table.md"
-        write_text(table, markdown_table(agg, args.targets))
-        written.append(table)
+        written += publish(args.out, agg, args.targets)
     return finish(
         scan,
         written,

@@ -7,9 +7,14 @@ smaller).  A flow-independent-Metropolis chain on the same flow must agree with 
 errors; so must the classical samplers.  The error is the delta-method standard error of the
 self-normalized estimator.
 
-Example::
+With ``--out DIR`` the lines are also written to ``DIR/importance_check_L<L>.txt`` with the
+command, and ``DIR/README.md`` gets this study's section.
 
-    python analysis/flow_importance_check.py --checkpoint TASK_DIR --n 204800
+Examples::
+
+    python -m studies.flow_importance_check --quick      # CI: the committed L = 6 cnf flow
+    python -m studies.flow_importance_check --checkpoint TASK_DIR --n 204800 \\
+        --out data/flow_importance_check
 """
 
 from __future__ import annotations
@@ -17,6 +22,16 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+
+from studies._common import DATA, command_line, write_data_readme, write_text
+
+#: The committed L = 6 cnf flow of the flow_families study (what --quick samples).
+QUICK_CHECKPOINT = next(
+    (DATA / "flow_families" / "scan" / "tasks").glob(
+        "family=cnf__gradient=standard__*__L=6__seed=2__*/"
+    ),
+    None,
+)
 
 __all__ = ["importance_estimate", "main"]
 
@@ -44,19 +59,25 @@ def importance_estimate(proposal, action, n: int, batch: int = 8192) -> dict[str
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--checkpoint", type=Path, default=None, help="a trained flow (file or folder)")
     p.add_argument("--n", type=int, default=204_800)
     p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--out", type=Path, default=None, help="also write the lines here")
+    p.add_argument("--quick", action="store_true", help="CI: the committed L = 6 flow, n = 2048")
     args = p.parse_args(argv)
+    if args.quick:
+        args.checkpoint = args.checkpoint or QUICK_CHECKPOINT
+        args.n = min(args.n, 2048)
+    if args.checkpoint is None:
+        p.error("--checkpoint is required (or --quick)")
 
     import torch
 
-    from lattice_samplers.flows.action import phi4_action
-    from lattice_samplers.flows.checkpoint import checkpoint_theory, load_flow, read_checkpoint
-    from lattice_samplers.flows.model import FlowProposal
+    from lattice_samplers import Phi4Theory
+    from lattice_samplers.flows import FlowProposal, load_flow, phi4_action, read_checkpoint
 
     data = read_checkpoint(args.checkpoint)
-    theory = checkpoint_theory(data)
+    theory = Phi4Theory.from_dict(data["theory"])
     h, c2, c4 = (float(v) for v in theory.hopping)
 
     def action(phi):
@@ -67,20 +88,30 @@ def main(argv: list[str] | None = None) -> int:
     variants = [(str(base.dtype).replace("torch.", ""), None)]
     if layer is not None:
         variants += [("float64", layer.ode_steps), ("float64", 2 * layer.ode_steps)]
+    lines: list[str] = []
     for dtype, steps in variants:
         flow = load_flow(data)
         if dtype == "float64":
             flow = flow.double()
         if steps is not None:
-            next(x for x in flow.layers if hasattr(x, "ode_steps")).ode_steps = steps
+            flow.set_ode_steps(steps)
         t0 = time.perf_counter()
         r = importance_estimate(FlowProposal(flow, seed=args.seed), action, args.n)
-        print(
+        lines.append(
             f"L = {theory.L} {dtype} ode_steps {steps or '-'}: <phi^2> = {r['phi2']:.5f} "
             f"± {r['phi2_err']:.5f} (Kish ESS {r['ess_kish']:.0f} of {r['n']}), "
-            f"{time.perf_counter() - t0:.0f} s",
-            flush=True,
+            f"{time.perf_counter() - t0:.0f} s"
         )
+        print(lines[-1], flush=True)
+    if args.out is not None:
+        name = f"importance_check_L{theory.L}.txt"
+        text = "\n".join([f"# {command_line()}", *lines]) + "\n"
+        print(f"wrote {write_text(args.out / name, text)}")
+        what = (
+            "Self-normalized importance-sampling estimates of <phi^2> from a trained flow, "
+            "independent of any Markov chain (docs/results/flow_families.md, the L = 12 check)."
+        )
+        print(f"wrote {write_data_readme(args.out, 'flow_importance_check', what, [name])}")
     return 0
 
 

@@ -1,39 +1,48 @@
 """Autocorrelation and cost per effective sample against L for every sampler (figures c, d).
 
-For each L with a flow trained by ``flow_training_scaling.py`` (its training scan folder),
+For each L with a flow trained by ``studies.training_cost`` (its training scan folder),
 runs ``compare`` (Metropolis, HMC, cluster and flow independence Metropolis, the flow loaded
 from its checkpoint with its training seconds counted) at lam = 0.5 and beta(L) from the
 tuning table, through the scan machinery (one resumable task per L).
 
-Writes into --out (default data/scaling):
+Writes into --out (default data/training_cost/cpu, beside the flows it loads):
 
 * ``sampler_summary.csv``/``.json``: per L and sampler the acceptance, tau_int of |M| and of
   M^2/V with errors, seconds per effective sample without and with training, and the flow's
   break-even chain length against each classical sampler; provenance in the JSON;
-* ``sampler_table.md``: the README's table of those numbers;
+* ``samplers_<OUT folder name>.md``: the table of those numbers (also written into
+  docs/results/sampler_cost.md when OUT is under data/), and OUT/README.md's section;
 * figures/``tau_int_vs_L.png``, ``cost_vs_L.png``, ``break_even_vs_L.png``.
 
 Examples::
 
-    python analysis/sampler_scaling.py --quick       # after flow_training_scaling.py --quick
-    python analysis/sampler_scaling.py --L 6 8 10 12 --backend process --workers 2
-    # the cnf flows of flows_v2.py's equal-budget study (one seed, standard gradient)
-    python analysis/sampler_scaling.py --training data/scaling/flows_v2/scan \\
+    python -m studies.sampler_cost --quick       # after studies.training_cost --quick
+    python -m studies.sampler_cost --L 6 8 10 12 --backend process --workers 2
+    # the cnf flows of studies.flow_families (equal training budgets) (one seed, standard gradient)
+    python -m studies.sampler_cost --training data/flow_families/scan \\
         --select flow.family=cnf --select train.gradient=standard --replica 2 \\
-        --out data/scaling/flows_v2 --n-steps 20000 --n-therm 1000
+        --out data/flow_families --n-steps 20000 --n-therm 1000
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import JOBS, finish, plus_minus, write_csv
-
-from lattice_samplers.records import write_text
 from lattice_samplers.scan import collect_scan, load_scan, run_scan
+from studies._common import (
+    JOBS,
+    finish,
+    plus_minus,
+    publish_table,
+    recorded_command,
+    report,
+    write_csv,
+    write_data_readme,
+)
 
 __all__ = [
     "collect",
@@ -66,12 +75,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backend", default="serial", choices=["serial", "process", "dask"])
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--scheduler", default=None)
-    p.add_argument("--out", type=Path, default=Path("data/scaling"))
+    p.add_argument("--out", type=Path, default=Path("data/training_cost/cpu"))
     p.add_argument("--quick", action="store_true", help="tiny run for CI")
+    p.add_argument("--replot", action="store_true",
+                   help="only redraw figures and tables from OUT/sampler_summary.json")  # fmt: skip
     args = p.parse_args(argv)
     if args.quick:
         args.n_steps, args.n_therm, args.n_chains, args.imh_batch = 1000, 100, 2, 512
-        if args.out == Path("data/scaling"):
+        if args.out == Path("data/training_cost/cpu"):
             args.out = Path("runs/scaling-quick")
     if args.training is None:
         args.training = args.out / "training_scan"
@@ -102,7 +113,9 @@ def trained_flows(
     one in scan order is used.
     """
     if not (training / "scan.json").is_file():
-        raise SystemExit(f"no training scan at {training}: run flow_training_scaling.py first")
+        raise SystemExit(
+            f"no training scan at {training}: run python -m studies.training_cost first"
+        )
     config = load_scan(training)["config"]  # its paths are relative to the training folder
     flows = {}
     for rec in collect_scan(config, training, JOBS, base_dir=training):
@@ -203,8 +216,11 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if r["sampler"] == "flow":
-            be = [r.get(f"break_even_steps_{obs}_vs_{ref}") for ref in SAMPLER_ORDER[:3]]
-            breaks = " / ".join("never" if b is None else f"{b:.3g}" for b in be)
+            # absent (summaries from before break-even was recorded): "-"; None: never
+            keys = [f"break_even_steps_{obs}_vs_{ref}" for ref in SAMPLER_ORDER[:3]]
+            breaks = " / ".join(
+                "-" if k not in r else "never" if r[k] is None else f"{r[k]:.3g}" for k in keys
+            )
         else:
             breaks = ""
         cells = [str(r["L"]), r["sampler"], f"{r['acceptance']:.3g}",
@@ -293,9 +309,29 @@ def figures(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     return paths
 
 
+def publish(out: Path, rows: list[dict[str, Any]], command: str | None = None) -> list[Path]:
+    """The table (``samplers_OUTNAME``) and this study's section of the data README."""
+    written = publish_table(out, "sampler_cost", f"samplers_{out.name}", markdown_table(rows))
+    what = (
+        "Every sampler at each L with the flows trained here: `sampler_summary.csv`/`.json` "
+        "(acceptance, tau_int with errors, cost per effective sample without and with "
+        "training, break-even; provenance in the JSON), `sampler_scan/` (task records, where "
+        "the run was here), `figures/` (tau_int, cost and break-even against L). Results "
+        "page: docs/results/sampler_cost.md."
+    )
+    files = sorted(p.relative_to(out).as_posix() for p in out.glob("sampler_*"))
+    written.append(write_data_readme(out, "sampler_cost", what, files, command))
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     args = parse_args(argv)
+    if args.replot:
+        saved = json.loads((args.out / "sampler_summary.json").read_text())
+        written = figures(saved["rows"], args.out / "figures")
+        report(written + publish(args.out, saved["rows"], recorded_command(saved)))
+        return 0
     flows = trained_flows(args.training, args.L, args.select, args.replica)
     config = scan_config(args, flows)
     scan = run_scan(config, args.out / "sampler_scan", JOBS, backend=args.backend,
@@ -304,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     written = [write_csv(args.out / "sampler_summary.csv", rows)]
     if rows:
         written += figures(rows, args.out / "figures")
-        written.append(write_text(args.out / "sampler_table.md", markdown_table(rows)))
+        written += publish(args.out, rows)
     return finish(
         scan,
         written,

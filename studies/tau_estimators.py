@@ -2,10 +2,11 @@
 
 Sources (all in the lattice convention tau_int = 1/2 + sum rho, in recorded draws):
 
-* by default the committed scaling studies, ``data/scaling/*/sampler_summary.json`` (one
-  dataset per folder, e.g. cpu and gpu). Those were summarized before the summaries carried
-  ArviZ's estimate, so they hold the Gamma method's tau_int only; the figure says so in its
-  legend. Rows that do carry ``tau_int_arviz_<obs>`` (newer summaries) are shown with both;
+* by default the committed sampler studies, ``data/**/sampler_summary.json`` (one dataset
+  per folder: training_cost's cpu and gpu, flow_families). Those were summarized before the
+  summaries carried ArviZ's estimate, so they hold the Gamma method's tau_int only; the
+  figure says so in its legend. Rows that do carry ``tau_int_arviz_<obs>`` (newer
+  summaries) are shown with both;
 * or files given on the command line: ``lattice_samplers`` results files (``*.nc``: sampler
   and L from the file's attributes; both estimators are computed here with
   :func:`lattice_samplers.summary.summarize_series`), ``sampler_summary.json`` files, or
@@ -17,9 +18,9 @@ with provenance) and ``tau_int_estimators_vs_L.png``.
 
 Examples::
 
-    python analysis/autocorrelation.py --quick
-    python analysis/autocorrelation.py data/scaling/gpu/sampler_summary.json --out runs/ac
-    python analysis/autocorrelation.py runs/compare-L8/*.nc --out runs/ac-nc
+    python -m studies.tau_estimators --quick
+    python -m studies.tau_estimators data/training_cost/gpu/sampler_summary.json --out runs/ac
+    python -m studies.tau_estimators runs/compare-L8/*.nc --out runs/ac-nc
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, provenance, report, write_csv, write_json
+from studies._common import DATA, ROOT, provenance, report, write_csv, write_json
 
 OBSERVABLES = ("abs_magnetization", "two_point_susceptibility")
 SAMPLER_ORDER = ("metropolis", "hmc", "cluster", "flow")
@@ -42,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("inputs", nargs="*", type=Path,
                    help="results files (.nc) or summary JSON files; default: the committed "
-                   "data/scaling/*/sampler_summary.json")  # fmt: skip
+                   "data/**/sampler_summary.json")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("runs/autocorrelation"))
     p.add_argument("--quick", action="store_true",
                    help=f"CI: only the first {QUICK_DRAWS} draws per chain of .nc inputs, "
@@ -72,7 +73,7 @@ def _row(dataset: str, L: int, sampler: str, obs: str, entry: dict[str, Any]) ->
 
 
 def rows_from_scaling_summary(path: Path, dataset: str) -> list[dict[str, Any]]:
-    """Rows of a ``sampler_summary.json`` (analysis/sampler_scaling.py)."""
+    """Rows of a ``sampler_summary.json`` (studies.sampler_cost)."""
     rows = []
     for r in json.loads(path.read_text())["rows"]:
         for obs in OBSERVABLES:
@@ -115,13 +116,13 @@ def collect(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[str]]:
     """All rows, and the sources they came from (paths relative to the repository)."""
     inputs = list(args.inputs)
     if not inputs:
-        inputs = sorted((ROOT / "data" / "scaling").glob("*/sampler_summary.json"))
+        inputs = sorted(DATA.glob("**/sampler_summary.json"))
         if args.quick:
             inputs = inputs[:1]
     rows: list[dict[str, Any]] = []
     for path in inputs:
         if not path.is_file():
-            raise SystemExit(f"autocorrelation.py: no such file: {path}")
+            raise SystemExit(f"tau_estimators: no such file: {path}")
         dataset = path.parent.name or "."
         if path.suffix == ".nc":
             rows += rows_from_results(path, dataset, QUICK_DRAWS if args.quick else None)
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     rows, sources = collect(args)
     if not rows:
-        raise SystemExit("autocorrelation.py: no rows in the inputs")
+        raise SystemExit("tau_estimators: no rows in the inputs")
     args.out.mkdir(parents=True, exist_ok=True)
     written = [write_csv(args.out / "autocorrelation_vs_L.csv", rows)]
     written.append(figure(rows, args.out / "tau_int_estimators_vs_L.png"))

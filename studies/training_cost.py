@@ -5,7 +5,7 @@ hidden width 2 L^2, global rescaling) at each L with the same per-step settings,
 lam = 0.5 and beta(L) from the tuning table (data/tuning), through the scan machinery: each L
 is one resumable task, so an interrupted run continues where it stopped.
 
-Writes into --out (default data/scaling):
+Writes into --out (default data/training_cost/cpu):
 
 * ``training_summary.csv``/``.json``: per L the final acceptance, ess_kish, log-weight
   variance, steps and training seconds to each target acceptance, parameter count, and (in
@@ -16,9 +16,9 @@ Writes into --out (default data/scaling):
 
 Examples::
 
-    python analysis/flow_training_scaling.py --quick          # CI: seconds
-    python analysis/flow_training_scaling.py --L 6 8 10 12 --backend process --workers 2
-    python analysis/flow_training_scaling.py --device cuda --L 6 8 10 12 14 16 18 20
+    python -m studies.training_cost --quick          # CI: seconds
+    python -m studies.training_cost --L 6 8 10 12 --backend process --workers 2
+    python -m studies.training_cost --device cuda --L 6 8 10 12 14 16 18 20
 """
 
 from __future__ import annotations
@@ -29,12 +29,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import JOBS, finish, report, write_csv
-
 from lattice_samplers.scaling import DEFAULT_TARGETS, fit_growth, lognormal_acceptance
 from lattice_samplers.scan import run_scan
+from studies._common import (
+    JOBS,
+    finish,
+    publish_table,
+    recorded_command,
+    report,
+    write_csv,
+    write_data_readme,
+)
 
-__all__ = ["collect", "figures", "fits", "main", "scan_config"]
+__all__ = ["collect", "figures", "fits", "main", "markdown_table", "scan_config"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backend", default="serial", choices=["serial", "process", "dask"])
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--scheduler", default=None, help="Dask scheduler address")
-    p.add_argument("--out", type=Path, default=Path("data/scaling"))
+    p.add_argument("--out", type=Path, default=Path("data/training_cost/cpu"))
     p.add_argument("--quick", action="store_true", help="tiny run for CI (L = 6, 8)")
     p.add_argument("--replot", action="store_true",
                    help="only redraw the figures from the summary files in OUT")  # fmt: skip
@@ -61,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.L = [6, 8]
         args.n_steps, args.batch_size, args.eval_every, args.eval_batch_size = 40, 64, 10, 256
-        if args.out == Path("data/scaling"):
+        if args.out == Path("data/training_cost/cpu"):
             args.out = Path("runs/scaling-quick")
     return args
 
@@ -241,6 +248,45 @@ def figures(rows: list[dict], hist: list[dict], fit: dict, targets: list[float],
     return paths
 
 
+def markdown_table(rows: list[dict], targets: list[float]) -> str:
+    """The results table: per L the training run's size, speed, quality and cost to targets.
+
+    A target entry is "steps (seconds)" to the first held-out evaluation at or above it.
+    """
+    head = ["L", "beta", "parameters", "steps", "training s", "ms/step", "final acceptance",
+            "ess_kish", "Var(log w)/V"] + [f"steps (s) to {t:g}" for t in targets]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [str(r["L"]), f"{r['beta']:.4f}", f"{r['n_parameters']:,}", str(r["n_steps"]),
+                 f"{r['train_seconds']:.0f}", f"{1e3 * r['seconds_per_step']:.1f}",
+                 f"{r['final_acceptance']:.3f}", f"{r['final_ess_kish']:.3f}",
+                 f"{r['var_log_weight_per_site']:.4f}"]  # fmt: skip
+        for t in targets:
+            steps, secs = r.get(f"steps_to_{t:g}"), r.get(f"seconds_to_{t:g}")
+            ok = steps is not None and not (isinstance(steps, float) and math.isnan(steps))
+            cells.append(f"{steps:.0f} ({secs:.0f} s)" if ok else "not reached")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def publish(
+    out: Path, rows: list[dict], targets: list[float], command: str | None = None
+) -> list[Path]:
+    """The table (``training_OUTNAME``) and this study's section of the data README."""
+    written = publish_table(out, "training_cost", f"training_{out.name}",
+                            markdown_table(rows, targets))  # fmt: skip
+    what = (
+        "Flow training cost against L at fixed xi = L/4 with the paper's dense family: "
+        "`training_summary.csv`/`.json` (one row per L, growth fits and provenance in the "
+        "JSON), `training_histories.csv` (held-out acceptance against step), `figures/`, "
+        "`training_scan/` (task records; checkpoints are not committed) where the run was "
+        "here. Results page: docs/results/training_cost.md."
+    )
+    files = sorted(p.relative_to(out).as_posix() for p in out.glob("training_*"))
+    written.append(write_data_readme(out, "training_cost", what, files, command))
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     args = parse_args(argv)
@@ -254,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
                     for r in csv.DictReader(f)]  # fmt: skip
         targets = saved["config"]["study"]["targets"]
         report(figures(saved["rows"], hist, saved["fits"], targets, args.out / "figures"))
+        report(publish(args.out, saved["rows"], targets, recorded_command(saved)))
         return 0
     config = scan_config(args)
     scan = run_scan(config, args.out / "training_scan", JOBS, backend=args.backend,
@@ -266,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if rows:
         written += figures(rows, hist, fit, args.targets, args.out / "figures")
+        written += publish(args.out, rows, args.targets)
     return finish(
         scan,
         written,
