@@ -13,6 +13,7 @@ import platform
 import re
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -124,8 +125,13 @@ def plus_minus(value: Any, err: Any = None, spec: str = ".3g", err_spec: str = "
 
 
 def report(paths: Iterable[Path]) -> None:
-    """Print what a script wrote."""
+    """Print what a script wrote (relative to the working folder where it is inside it)."""
+    here = Path.cwd().resolve()
     for p in paths:
+        try:
+            p = Path(p).resolve().relative_to(here)
+        except ValueError:
+            pass
         print(f"wrote {p}")
 
 
@@ -219,8 +225,9 @@ def write_data_readme(
     defaults to this run's; a replot passes the one recorded with the data.
     """
     listing = "\n".join(f"- `{f}`" for f in files)
+    what = textwrap.fill(" ".join(what.split()), width=95)
     body = (
-        f"## {study}\n\n{what.strip()}\n\nMade by (from the repository root, "
+        f"## {study}\n\n{what}\n\nMade by (from the repository root, "
         f"`studies/{study}.py`):\n\n```bash\n{command or command_line(ROOT)}\n```\n\n{listing}\n"
     )
     title = (

@@ -140,7 +140,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         if r["ode_steps"] == r["trained_ode_steps"]:
             steps = f"**{steps}**"  # the steps the flow was trained with
         cells = [str(r["L"]), steps, f"{r['mean_e']:.2g}", f"{r['sd_e']:.2g}",
-                 f"{r['safe_ess']:.2g}", f"{r['phi2_bias']:.2g}",
+                 f"{r['safe_ess']:.3g}", f"{r['phi2_bias']:.2g}",
                  f"{r['corr_phi2_e']:.2f}"]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -23,7 +23,7 @@ import argparse
 import time
 from pathlib import Path
 
-from studies._common import DATA, command_line, write_data_readme, write_text
+from studies._common import DATA, command_line, report, write_data_readme, write_text
 
 #: The committed L = 6 cnf flow of the flow_families study (what --quick samples).
 QUICK_CHECKPOINT = next(
@@ -64,10 +64,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--out", type=Path, default=None, help="also write the lines here")
     p.add_argument("--quick", action="store_true", help="CI: the committed L = 6 flow, n = 2048")
+    p.add_argument("--replot", action="store_true",
+                   help="only rewrite OUT/README.md's section from the results in OUT")  # fmt: skip
     args = p.parse_args(argv)
     if args.quick:
         args.checkpoint = args.checkpoint or QUICK_CHECKPOINT
         args.n = min(args.n, 2048)
+    if args.replot:
+        if args.out is None:
+            p.error("--replot needs --out (the folder of earlier results)")
+        report([_readme(args.out, None)])
+        return 0
     if args.checkpoint is None:
         p.error("--checkpoint is required (or --quick)")
 
@@ -106,13 +113,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         name = f"importance_check_L{theory.L}.txt"
         text = "\n".join([f"# {command_line()}", *lines]) + "\n"
-        print(f"wrote {write_text(args.out / name, text)}")
-        what = (
-            "Self-normalized importance-sampling estimates of <phi^2> from a trained flow, "
-            "independent of any Markov chain (docs/results/flow_families.md, the L = 12 check)."
-        )
-        print(f"wrote {write_data_readme(args.out, 'flow_importance_check', what, [name])}")
+        report([write_text(args.out / name, text)])
+        report([_readme(args.out, command_line())])
     return 0
+
+
+def _readme(out: Path, command: str | None) -> Path:
+    """This study's section of ``OUT/README.md``; the command defaults to the recorded one."""
+    files = sorted(p.name for p in out.glob("importance_check_L*.txt"))
+    if command is None:
+        if not files:
+            raise SystemExit(f"flow_importance_check: no importance_check_L*.txt in {out}")
+        command = (out / files[-1]).read_text().splitlines()[0].lstrip("# ")
+    what = (
+        "Self-normalized importance-sampling estimates of <phi^2> from a trained flow, "
+        "independent of any Markov chain: one file per flow, its first line the command. "
+        "Results page: docs/results/flow_importance_check.md."
+    )
+    return write_data_readme(out, "flow_importance_check", what, files, command)
 
 
 if __name__ == "__main__":

@@ -315,8 +315,8 @@ def publish(out: Path, rows: list[dict[str, Any]], command: str | None = None) -
     what = (
         "Every sampler at each L with the flows trained here: `sampler_summary.csv`/`.json` "
         "(acceptance, tau_int with errors, cost per effective sample without and with "
-        "training, break-even; provenance in the JSON), `sampler_scan/` (task records, where "
-        "the run was here), `figures/` (tau_int, cost and break-even against L). Results "
+        "training, break-even; provenance in the JSON), `sampler_scan/` (task records, for "
+        "runs made in this folder), `figures/` (tau_int, cost and break-even against L). Results "
         "page: docs/results/sampler_cost.md."
     )
     files = sorted(p.relative_to(out).as_posix() for p in out.glob("sampler_*"))

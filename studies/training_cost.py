@@ -279,8 +279,8 @@ def publish(
         "Flow training cost against L at fixed xi = L/4 with the paper's dense family: "
         "`training_summary.csv`/`.json` (one row per L, growth fits and provenance in the "
         "JSON), `training_histories.csv` (held-out acceptance against step), `figures/`, "
-        "`training_scan/` (task records; checkpoints are not committed) where the run was "
-        "here. Results page: docs/results/training_cost.md."
+        "`training_scan/` (task records, for runs made in this folder; checkpoints are not "
+        "committed). Results page: docs/results/training_cost.md."
     )
     files = sorted(p.relative_to(out).as_posix() for p in out.glob("training_*"))
     written.append(write_data_readme(out, "training_cost", what, files, command))
