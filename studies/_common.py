@@ -224,6 +224,8 @@ def write_data_readme(
     loads); each one rewrites only its own section (``<!-- study:NAME -->``).  ``command``
     defaults to this run's; a replot passes the one recorded with the data.
     """
+    # a summary JSON is written last (with the provenance), so it counts as present
+    files = [f for f in files if (out / f).exists() or f.endswith("summary.json")]
     listing = "\n".join(f"- `{f}`" for f in files)
     what = textwrap.fill(" ".join(what.split()), width=95)
     body = (

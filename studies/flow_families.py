@@ -404,8 +404,9 @@ def publish(
         "`lattice-samplers` runs of the results page (each with its command there). Results "
         "page: docs/results/flow_families.md."
     )
-    files = sorted(p.relative_to(out).as_posix() for p in out.glob("training_*"))
-    written.append(write_data_readme(out, "flow_families", what, ["scan/", *files], command))
+    files = ["scan/", "training_summary.csv", "training_summary.json", "training_histories.csv",
+             "training_table.md", "figures/", "runs/"]  # fmt: skip
+    written.append(write_data_readme(out, "flow_families", what, files, command))
     return written
 
 

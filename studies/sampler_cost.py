@@ -319,7 +319,8 @@ def publish(out: Path, rows: list[dict[str, Any]], command: str | None = None) -
         "runs made in this folder), `figures/` (tau_int, cost and break-even against L). Results "
         "page: docs/results/sampler_cost.md."
     )
-    files = sorted(p.relative_to(out).as_posix() for p in out.glob("sampler_*"))
+    files = ["sampler_summary.csv", "sampler_summary.json", f"samplers_{out.name}.md",
+             "figures/", "sampler_scan/"]  # fmt: skip
     written.append(write_data_readme(out, "sampler_cost", what, files, command))
     return written
 

@@ -12,7 +12,7 @@ Sources (all in the lattice convention tau_int = 1/2 + sum rho, in recorded draw
   :func:`lattice_samplers.summary.summarize_series`), ``sampler_summary.json`` files, or
   ``compare`` ``summary.json`` files (both estimators when their entries have them).
 
-Writes into --out (default runs/autocorrelation): ``autocorrelation_vs_L.csv``/``.json``
+Writes into --out (default runs/tau_estimators): ``autocorrelation_vs_L.csv``/``.json``
 (rows: dataset, L, sampler, observable, tau_int_gamma +- err, tau_int_arviz +- err; the JSON
 with provenance) and ``tau_int_estimators_vs_L.png``.
 
@@ -44,13 +44,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("inputs", nargs="*", type=Path,
                    help="results files (.nc) or summary JSON files; default: the committed "
                    "data/**/sampler_summary.json")  # fmt: skip
-    p.add_argument("--out", type=Path, default=Path("runs/autocorrelation"))
+    p.add_argument("--out", type=Path, default=Path("runs/tau_estimators"))
     p.add_argument("--quick", action="store_true",
                    help=f"CI: only the first {QUICK_DRAWS} draws per chain of .nc inputs, "
                    "only the first committed dataset")  # fmt: skip
     args = p.parse_args(argv)
-    if args.quick and args.out == Path("runs/autocorrelation"):
-        args.out = Path("runs/autocorrelation-quick")
+    if args.quick and args.out == Path("runs/tau_estimators"):
+        args.out = Path("runs/tau_estimators-quick")
     return args
 
 

@@ -282,7 +282,8 @@ def publish(
         "`training_scan/` (task records, for runs made in this folder; checkpoints are not "
         "committed). Results page: docs/results/training_cost.md."
     )
-    files = sorted(p.relative_to(out).as_posix() for p in out.glob("training_*"))
+    files = ["training_summary.csv", "training_summary.json", "training_histories.csv",
+             f"training_{out.name}.md", "figures/", "training_scan/", "log.txt"]  # fmt: skip
     written.append(write_data_readme(out, "training_cost", what, files, command))
     return written
 
