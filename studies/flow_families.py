@@ -346,7 +346,7 @@ def figures(rows: list[dict], hist: list[dict], agg: list[dict], fit: dict,
 
 
 def markdown_table(agg: list[dict], targets: list[float]) -> str:
-    """The README table: one row per (variant, L), seed means ± standard errors.
+    """The results table: one row per (variant, L), seed means ± standard errors.
 
     A target entry is "steps (seconds)" over the seeds that reached it, with "[k/n seeds]"
     when only k of the n seeds did, and "not reached" when none did.

@@ -203,7 +203,7 @@ def collect(scan: Any) -> list[dict[str, Any]]:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """The README table: per L and sampler, |M|/V, tau_int, cost per ESS and break-even.
+    """The results table: per L and sampler, |M|/V, tau_int, cost per ESS and break-even.
 
     Break-even is the flow chain length (steps) beyond which the flow's cost per effective
     sample of |M|/V, training included, drops below the other sampler's; "never" when the flow
