@@ -3,10 +3,11 @@
 Prints (this machine is shared and noisy, so compare the ratios):
 
 * HMC all-in (refresh, trajectory, action, accept, measurement) in ns per site per leapfrog
-  step at L = 32 and 64 with 10 leapfrog steps: the current kernel, the previous one
-  (``benchmarks/_previous_kernels.py``, the code before issue 13 parts 2-3) and a plain NumPy
-  (np.roll) HMC, interleaved in every repeat; medians over repeats and the median of the
-  per-repeat ratios new / previous (target <= 0.5);
+  step at L = 32 and 64 with 10 leapfrog steps: the current kernel, the previous one (the
+  kernels of git revision ``--baseline-rev``, default d473c33, the code before issue 13 parts
+  2-3, built at run time from ``git show REV:lattice_samplers/kernels/*.py`` into a temporary
+  package) and a plain NumPy (np.roll) HMC, interleaved in every repeat; medians over repeats
+  and the median of the per-repeat ratios new / previous (target <= 0.5);
 * Metropolis checkerboard sweeps in ns per single-site update, the same way, against the
   previous kernel and a vectorized NumPy checkerboard sweep (target new / previous <= 0.6);
 * Wolff cluster ns per flipped site, and the cost per effective sample of |M| of cluster,
@@ -15,16 +16,26 @@ Prints (this machine is shared and noisy, so compare the ratios):
 Times are the process's CPU time (``time.process_time``): on a machine shared with other
 jobs it is much less disturbed than wall time, and these kernels are single-threaded.
 
-Run: ``python benchmarks/bench_classical.py [--quick]`` (a few minutes; --quick: about 30 s).
+Run from a git checkout: ``python -m benchmarks.bench_classical [--quick] [--baseline-rev REV]``
+(or ``python benchmarks/bench_classical.py``; a few minutes, --quick: about 30 s).  The
+baseline revision must have the kernel interface of d473c33 (``hmc_block`` with its three
+scratch arrays, ``metropolis_block``); another one is refused with a one-line message.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
+import inspect
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+import types
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 from numba import njit
@@ -39,11 +50,68 @@ from lattice_samplers.samplers import ClusterSampler, HMCSampler, MetropolisSamp
 from lattice_samplers.summary import summarize_series
 from lattice_samplers.theory import Phi4Theory
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _previous_kernels as previous  # noqa: E402  (the reference, next to this file)
-
 N_LEAPFROG = 10
+#: The kernels before the SIMD rewrite of issue 13 parts 2-3: the reference of the ratios.
+BASELINE_REV = "d473c33"
+KERNELS = "lattice_samplers/kernels"
+ROOT = Path(__file__).resolve().parents[1]
 SIZES = [32, 64]
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"bench_classical: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _git(*args: str) -> str:
+    """``git ARGS`` in the source tree; a one-line error (exit 2) when git cannot answer."""
+    try:
+        run = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
+    except OSError as exc:
+        _fail(f"--baseline-rev needs git and a git checkout ({exc})")
+    if run.returncode != 0:
+        message = (run.stderr.strip().splitlines() or ["git failed"])[-1]
+        _fail(f"--baseline-rev: git {' '.join(args)}: {message}")
+    return run.stdout
+
+
+def load_baseline(rev: str, folder: Path) -> types.ModuleType:
+    """The kernels package of git revision ``rev``, written into ``folder`` and imported.
+
+    Every module of ``lattice_samplers/kernels`` at ``rev`` is copied under a package name
+    of its own (``baseline_<sha>``), with its imports of ``lattice_samplers.kernels``
+    pointed there, so the old HMC and Metropolis kernels run beside the current ones with
+    the helpers they were written against.  Returns the package with ``hmc`` and
+    ``metropolis`` imported.
+    """
+    sha = _git("rev-parse", "--short", f"{rev}^{{commit}}").strip()
+    name = f"baseline_{sha}"
+    package = folder / name
+    package.mkdir(parents=True, exist_ok=True)
+    for path in _git("ls-tree", "--name-only", f"{sha}:{KERNELS}").split():
+        if path.endswith(".py"):
+            source = _git("show", f"{sha}:{KERNELS}/{path}")
+            (package / path).write_text(source.replace("lattice_samplers.kernels", name))
+    spec = importlib.util.spec_from_file_location(
+        name, package / "__init__.py", submodule_search_locations=[str(package)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    for sub in ("hmc", "metropolis"):
+        setattr(module, sub, importlib.import_module(f"{name}.{sub}"))
+    _check_interface(module, rev)
+    return module
+
+
+def _check_interface(baseline: types.ModuleType, rev: str) -> None:
+    """Refuse a baseline whose kernels do not take the arguments this benchmark passes."""
+    params = inspect.signature(baseline.hmc.hmc_block.py_func).parameters
+    if len(params) != 23 or not hasattr(baseline.hmc, "LEAPFROG"):
+        _fail(
+            f"the kernels at {rev} do not have the d473c33 interface (hmc_block takes "
+            f"{len(params)} arguments, expected 23); pick another --baseline-rev"
+        )
 
 
 def theory_for(L: int) -> Phi4Theory:
@@ -119,7 +187,9 @@ def _ratio(times: dict[str, list[float]], a: str, b: str) -> float:
     return statistics.median(x / y for x, y in zip(times[a], times[b]))
 
 
-def _hmc_runs(sampler: HMCSampler, phi: np.ndarray, n_fast: int, n_slow: int) -> dict:
+def _hmc_runs(
+    sampler: HMCSampler, phi: np.ndarray, n_fast: int, n_slow: int, previous: types.ModuleType
+) -> dict:
     """The three HMC implementations, each a callable over a fixed number of trajectories."""
     theory = sampler.theory
     h, c2, c4 = theory.hopping
@@ -138,9 +208,9 @@ def _hmc_runs(sampler: HMCSampler, phi: np.ndarray, n_fast: int, n_slow: int) ->
     def old() -> None:
         state = sampler.init(phi, np.random.default_rng(0))
         scratch = [np.empty_like(phi) for _ in range(3)]
-        previous.hmc_block(
+        previous.hmc.hmc_block(
             state.phi, state.aux["force"], state.aux["momentum"], state.scalars, *scratch,
-            np.empty(N_OBS), s.step_size, N_LEAPFROG, previous.LEAPFROG, s.omelyan_lambda,
+            np.empty(N_OBS), s.step_size, N_LEAPFROG, previous.hmc.LEAPFROG, s.omelyan_lambda,
             True, h, c2, c4, theory.c0, np.random.default_rng(1), n_fast, 1,
             np.empty((n_fast, N_OBS)), np.empty((n_fast, 4)), 0,
         )  # fmt: skip
@@ -156,7 +226,9 @@ def _hmc_runs(sampler: HMCSampler, phi: np.ndarray, n_fast: int, n_slow: int) ->
     }
 
 
-def bench_hmc(sizes: list[int], repeats: int, budget: float) -> list[tuple]:
+def bench_hmc(
+    sizes: list[int], repeats: int, budget: float, previous: types.ModuleType
+) -> list[tuple]:
     """Rows (L, step_size, ns new, ns previous, ns numpy, new/previous, numpy/new)."""
     rows = []
     for L in sizes:
@@ -166,7 +238,7 @@ def bench_hmc(sizes: list[int], repeats: int, budget: float) -> list[tuple]:
         site_steps = theory.volume * N_LEAPFROG
         n_fast = max(20, int(budget / (site_steps * 3e-9)))
         n_slow = max(3, int(budget / (site_steps * 1e-7)))
-        runs = _hmc_runs(sampler, phi, n_fast, n_slow)
+        runs = _hmc_runs(sampler, phi, n_fast, n_slow, previous)
         for fn, _ in runs.values():  # compile / warm caches
             fn()
         t = _interleaved(runs, repeats)
@@ -185,7 +257,13 @@ def bench_hmc(sizes: list[int], repeats: int, budget: float) -> list[tuple]:
     return rows
 
 
-def _metropolis_runs(sampler: MetropolisSampler, phi: np.ndarray, n_fast: int, n_slow: int) -> dict:
+def _metropolis_runs(
+    sampler: MetropolisSampler,
+    phi: np.ndarray,
+    n_fast: int,
+    n_slow: int,
+    previous: types.ModuleType,
+) -> dict:
     """The three Metropolis implementations, each a callable over a fixed number of sweeps."""
     theory = sampler.theory
     h, c2, c4 = theory.hopping
@@ -206,12 +284,14 @@ def _metropolis_runs(sampler: MetropolisSampler, phi: np.ndarray, n_fast: int, n
 
     return {
         "new": (lambda: block(kmet), n_fast * volume),
-        "previous": (lambda: block(previous), n_fast * volume),
+        "previous": (lambda: block(previous.metropolis), n_fast * volume),
         "numpy": (slow, n_slow * volume),
     }
 
 
-def bench_metropolis(sizes: list[int], repeats: int, budget: float) -> list[tuple]:
+def bench_metropolis(
+    sizes: list[int], repeats: int, budget: float, previous: types.ModuleType
+) -> list[tuple]:
     """Rows (L, width, ns new, ns previous, ns numpy, new/previous, numpy/new)."""
     rows = []
     for L in sizes:
@@ -220,7 +300,7 @@ def bench_metropolis(sizes: list[int], repeats: int, budget: float) -> list[tupl
         width = sampler.settings.width
         n_fast = max(20, int(budget / (theory.volume * 30e-9)))
         n_slow = max(3, int(budget / (theory.volume * 300e-9)))
-        runs = _metropolis_runs(sampler, phi, n_fast, n_slow)
+        runs = _metropolis_runs(sampler, phi, n_fast, n_slow, previous)
         for fn, _ in runs.values():
             fn()
         t = _interleaved(runs, repeats)
@@ -293,18 +373,31 @@ def bench_cost_per_ess(L: int, n_steps: int) -> list[tuple]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short runs (smoke test)")
+    parser.add_argument(
+        "--baseline-rev", default=BASELINE_REV, help=f"the old kernels' revision ({BASELINE_REV})"
+    )
     args = parser.parse_args()
     repeats, budget, n_ess = (5, 0.02, 5000) if args.quick else (9, 0.25, 100_000)
+    with tempfile.TemporaryDirectory(prefix="bench-baseline-") as folder:
+        previous = load_baseline(args.baseline_rev, Path(folder))
+        report(args, repeats, budget, n_ess, previous)
+
+
+def report(
+    args: argparse.Namespace, repeats: int, budget: float, n_ess: int, previous: types.ModuleType
+) -> None:
+    """Run every benchmark and print its table."""
 
     t_start = time.perf_counter()
     print(f"CPU-time medians over {repeats} interleaved repeats; ratios are medians of per-repeat")
-    print("ratios (new / previous: lower is better; numpy / new: the speed-up over NumPy)\n")
+    print("ratios (new / previous: lower is better; numpy / new: the speed-up over NumPy)")
+    print(f"previous = the kernels of git revision {args.baseline_rev}\n")
     print("HMC all-in, leapfrog, n_leapfrog = 10 (ns per site per leapfrog step)")
     print(
         f"{'L':>4} {'step_size':>10} {'new':>8} {'previous':>9} {'numpy':>8} "
         f"{'new/prev':>9} {'numpy/new':>10}"
     )
-    for L, eps, new, old, slow, ratio, speedup in bench_hmc(SIZES, repeats, budget):
+    for L, eps, new, old, slow, ratio, speedup in bench_hmc(SIZES, repeats, budget, previous):
         print(
             f"{L:>4} {eps:>10.4f} {new:>8.3f} {old:>9.3f} {slow:>8.1f} "
             f"{ratio:>9.3f} {speedup:>9.0f}x"
@@ -316,7 +409,9 @@ def main() -> None:
         f"{'L':>4} {'width':>10} {'new':>8} {'previous':>9} {'numpy':>8} "
         f"{'new/prev':>9} {'numpy/new':>10}"
     )
-    for L, width, new, old, slow, ratio, speedup in bench_metropolis(SIZES, repeats, budget):
+    for L, width, new, old, slow, ratio, speedup in bench_metropolis(
+        SIZES, repeats, budget, previous
+    ):
         print(
             f"{L:>4} {width:>10.4f} {new:>8.2f} {old:>9.2f} {slow:>8.1f} "
             f"{ratio:>9.3f} {speedup:>9.1f}x"
