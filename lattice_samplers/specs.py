@@ -69,7 +69,7 @@ __all__ = [
 #: The built-in default theory point: the paper's L = 8 ensemble (xi ~ L/4).
 DEFAULT_THEORY: dict[str, Any] = {"L": 8, "parametrization": "ising", "beta": 0.576, "lam": 0.5}
 #: The classical samplers, each configured by the section of its name.
-CLASSICAL: tuple[str, ...] = ("metropolis", "hmc", "cluster")
+CLASSICAL: tuple[str, ...] = ("metropolis", "hmc", "cluster", "fourier_hmc")
 #: The flow sampler's name in configs, tables and JSON: independence Metropolis with a
 #: trained flow as the proposal (its settings: ``[imh]``; the flow: ``[flow]``, ``[train]``).
 FLOW_SAMPLER = "flow"

@@ -18,6 +18,7 @@ from lattice_samplers.samplers.base import (
     add_work,
 )
 from lattice_samplers.samplers.cluster import ClusterSampler, ClusterSettings
+from lattice_samplers.samplers.fourier_hmc import FourierHMCSampler, FourierHMCSettings
 from lattice_samplers.samplers.hmc import HMCSampler, HMCSettings
 from lattice_samplers.samplers.metropolis import MetropolisSampler, MetropolisSettings
 from lattice_samplers.theory import Phi4Theory
@@ -27,6 +28,7 @@ SAMPLERS: dict[str, type[Sampler]] = {
     "metropolis": MetropolisSampler,
     "hmc": HMCSampler,
     "cluster": ClusterSampler,
+    "fourier_hmc": FourierHMCSampler,
 }
 
 
@@ -56,6 +58,8 @@ __all__ = [
     "Chain",
     "ClusterSampler",
     "ClusterSettings",
+    "FourierHMCSampler",
+    "FourierHMCSettings",
     "HMCSampler",
     "HMCSettings",
     "MetropolisSampler",
