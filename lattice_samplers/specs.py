@@ -31,6 +31,7 @@ import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ __all__ = [
     "COMPARE_DEFAULT_TRAIN",
     "DEFAULT_SAMPLER",
     "DEFAULT_THEORY",
+    "FLOW_HMC",
     "FLOW_SAMPLER",
     "CompareSettings",
     "CompareSpec",
@@ -59,6 +61,7 @@ __all__ = [
     "TuneSettings",
     "classical_sampler",
     "compare_spec",
+    "flow_hmc_sampler",
     "flow_specs",
     "sample_spec",
     "theory_from_config",
@@ -73,6 +76,8 @@ CLASSICAL: tuple[str, ...] = ("metropolis", "hmc", "cluster", "fourier_hmc")
 #: The flow sampler's name in configs, tables and JSON: independence Metropolis with a
 #: trained flow as the proposal (its settings: ``[imh]``; the flow: ``[flow]``, ``[train]``).
 FLOW_SAMPLER = "flow"
+#: HMC on the latent field of a trained flow (settings and ``flow = "DIR"``: ``[flow_hmc]``).
+FLOW_HMC = "flow_hmc"
 ALL_SAMPLERS: tuple[str, ...] = (*CLASSICAL, FLOW_SAMPLER)
 #: The sampler of ``sample`` when ``[sampler] kind`` is not given.
 DEFAULT_SAMPLER = "hmc"
@@ -142,6 +147,31 @@ def classical_sampler(
         raise ConfigError(f"[{section}] {exc}") from None
 
 
+def flow_hmc_sampler(
+    theory: Phi4Theory, settings: Mapping[str, Any], section: str = "flow_hmc", flow: Any = None
+) -> Sampler:
+    """Build ``flow_hmc`` from its section; the flow is ``flow`` or loaded from ``flow = DIR``.
+
+    Loads torch.  Raises :class:`ConfigError` for bad settings or an unusable flow.
+    """
+    from lattice_samplers.samplers.flow_hmc import FlowHMCSampler, FlowHMCSettings, TorchFlowMap
+
+    parsed = section_to_dataclass(FlowHMCSettings, settings, section)
+    if flow is None:
+        from lattice_samplers.flows import CheckpointError, load_flow
+
+        if parsed.flow is None:
+            raise ConfigError(f'[{section}] flow_hmc needs flow = "DIR" (a trained flow)')
+        try:
+            flow = load_flow(parsed.flow, theory)
+        except (CheckpointError, OSError) as exc:
+            raise ConfigError(f"[{section}] flow: {exc}") from None
+    try:
+        return FlowHMCSampler(theory, parsed, latent_map=TorchFlowMap(flow, theory))
+    except ValueError as exc:
+        raise ConfigError(f"[{section}] {exc}") from None
+
+
 # ----------------------------------------------------------------------------- sample
 @dataclass(frozen=True)
 class SampleSpec:
@@ -161,17 +191,19 @@ def sample_spec(config: Mapping[str, Any]) -> SampleSpec:
     from the section named after it (``[hmc]``, as in ``compare``) and may also be given in
     ``[sampler]`` itself; a key given in both is an error.
     """
-    check_sections(config, ("theory", "sampler", "run", "analysis", *CLASSICAL))
+    check_sections(config, ("theory", "sampler", "run", "analysis", *CLASSICAL, FLOW_HMC))
     theory = theory_from_config(config)
     inline = _table(config, "sampler")
     kind = inline.pop("kind", DEFAULT_SAMPLER)
-    if kind not in CLASSICAL:
-        raise ConfigError(f"[sampler] unknown kind {kind!r} (known: {', '.join(CLASSICAL)})")
+    if kind not in (*CLASSICAL, FLOW_HMC):
+        known = ", ".join((*CLASSICAL, FLOW_HMC))
+        raise ConfigError(f"[sampler] unknown kind {kind!r} (known: {known})")
     own = _table(config, kind)
     both = sorted(set(inline) & set(own))
     if both:
         raise ConfigError(f"{', '.join(both)} given in both [sampler] and [{kind}]: keep one")
-    sampler = classical_sampler(theory, kind, {**own, **inline}, "sampler" if inline else kind)
+    build = flow_hmc_sampler if kind == FLOW_HMC else partial(classical_sampler, kind=kind)
+    sampler = build(theory, settings={**own, **inline}, section="sampler" if inline else kind)
     run = section_to_dataclass(RunSettings, config.get("run"), "run")
     analysis = section_to_dataclass(AnalysisSettings, config.get("analysis"), "analysis")
     return SampleSpec(theory, sampler, run, dict(config), analysis)
