@@ -46,6 +46,7 @@ from lattice_samplers.tuned import resolve_tuned
 
 __all__ = [
     "ALL_SAMPLERS",
+    "COMPARE_DEFAULT_SAMPLERS",
     "CLASSICAL",
     "COMPARE_DEFAULT_FLOW",
     "COMPARE_DEFAULT_TRAIN",
@@ -78,7 +79,10 @@ CLASSICAL: tuple[str, ...] = ("metropolis", "hmc", "cluster", "fourier_hmc")
 FLOW_SAMPLER = "flow"
 #: HMC on the latent field of a trained flow (settings and ``flow = "DIR"``: ``[flow_hmc]``).
 FLOW_HMC = "flow_hmc"
-ALL_SAMPLERS: tuple[str, ...] = (*CLASSICAL, FLOW_SAMPLER)
+ALL_SAMPLERS: tuple[str, ...] = (*CLASSICAL, FLOW_SAMPLER, FLOW_HMC)
+#: What ``compare`` runs when ``[compare] samplers`` is not given (the newer samplers,
+#: fourier_hmc and flow_hmc, are asked for by name).
+COMPARE_DEFAULT_SAMPLERS: tuple[str, ...] = ("metropolis", "hmc", "cluster", FLOW_SAMPLER)
 #: The sampler of ``sample`` when ``[sampler] kind`` is not given.
 DEFAULT_SAMPLER = "hmc"
 
@@ -365,7 +369,8 @@ class CompareSettings:
     Attributes
     ----------
     samplers : tuple of str
-        Which samplers to run (``flow`` = independence Metropolis with a trained flow).
+        Which samplers to run (``flow`` = independence Metropolis with a trained flow;
+        ``flow_hmc`` = HMC on its latent field, with the same flow and training seconds).
     k_sigma : float
         Consistency threshold in combined standard errors.
     flow_checkpoint : str, optional
@@ -377,7 +382,7 @@ class CompareSettings:
         sampling cost; refused for a flow without an ODE.
     """
 
-    samplers: tuple[str, ...] = ALL_SAMPLERS
+    samplers: tuple[str, ...] = COMPARE_DEFAULT_SAMPLERS
     k_sigma: float = 4.0
     flow_checkpoint: str | None = None
     flow_ode_steps: int | None = None
@@ -413,6 +418,7 @@ class CompareSpec:
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     flow_checkpoint: Path | None = None
     flow_record: dict[str, Any] | None = None  # the checkpoint's contents, read once
+    flow_hmc: dict[str, Any] = field(default_factory=dict)  # the [flow_hmc] section
 
 
 #: The flow ``compare`` trains when the config has no ``[flow]`` section: the equivariant
@@ -430,7 +436,9 @@ COMPARE_DEFAULT_TRAIN: dict[str, Any] = {
 }
 
 #: Sections a ``compare`` config may have.
-COMPARE_SECTIONS = ("theory", "run", "compare", "analysis", *CLASSICAL, "flow", "train", "imh")
+COMPARE_SECTIONS = (
+    *("theory", "run", "compare", "analysis", *CLASSICAL, "flow", "train", "imh", FLOW_HMC),
+)
 
 
 def compare_spec(
@@ -458,7 +466,14 @@ def compare_spec(
     spec = CompareSpec(effective, theory, run, compare, samplers)
     spec.imh = section_to_dataclass(IMHSettings, config.get("imh"), "imh")
     spec.analysis = section_to_dataclass(AnalysisSettings, config.get("analysis"), "analysis")
-    if FLOW_SAMPLER in compare.samplers or "flow" in config or "train" in config:
+    spec.flow_hmc = _table(config, FLOW_HMC)
+    if spec.flow_hmc.get("flow") is not None:
+        raise ConfigError("[flow_hmc] flow: compare gives flow_hmc the flow sampler's flow")
+    from lattice_samplers.samplers.flow_hmc import FlowHMCSettings
+
+    section_to_dataclass(FlowHMCSettings, spec.flow_hmc, FLOW_HMC)  # checked before any run
+    uses_flow = FLOW_SAMPLER in compare.samplers or FLOW_HMC in compare.samplers
+    if uses_flow or "flow" in config or "train" in config:
         flow_config = dict(config)
         if "flow" not in config:
             flow_config["flow"] = dict(COMPARE_DEFAULT_FLOW)
@@ -466,8 +481,8 @@ def compare_spec(
         spec.flow_config, spec.train_config = flow_specs(flow_config, theory, default_seed=run.seed)
     checkpoint = flow_checkpoint if flow_checkpoint is not None else compare.flow_checkpoint
     if checkpoint is not None:
-        if FLOW_SAMPLER not in compare.samplers:
-            raise ConfigError("--flow given but [compare] samplers does not include flow")
+        if not uses_flow:
+            raise ConfigError("--flow given but [compare] samplers has neither flow nor flow_hmc")
         from lattice_samplers.flows import read_checkpoint
         from lattice_samplers.flows.checkpoint import check_compatible
 
