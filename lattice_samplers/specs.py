@@ -38,6 +38,7 @@ from typing import Any
 from lattice_samplers.config import ConfigError, check_sections, section_to_dataclass
 from lattice_samplers.driver import RunSettings
 from lattice_samplers.samplers import SAMPLERS, Sampler
+from lattice_samplers.samplers.flow_hmc import FlowHMCSampler, FlowHMCSettings, TorchFlowMap
 from lattice_samplers.samplers.imh import IMHSettings
 from lattice_samplers.scaling import DEFAULT_TARGETS
 from lattice_samplers.summary import AnalysisSettings
@@ -158,8 +159,6 @@ def flow_hmc_sampler(
 
     Loads torch.  Raises :class:`ConfigError` for bad settings or an unusable flow.
     """
-    from lattice_samplers.samplers.flow_hmc import FlowHMCSampler, FlowHMCSettings, TorchFlowMap
-
     parsed = section_to_dataclass(FlowHMCSettings, settings, section)
     if flow is None:
         from lattice_samplers.flows import CheckpointError, load_flow
@@ -469,8 +468,6 @@ def compare_spec(
     spec.flow_hmc = _table(config, FLOW_HMC)
     if spec.flow_hmc.get("flow") is not None:
         raise ConfigError("[flow_hmc] flow: compare gives flow_hmc the flow sampler's flow")
-    from lattice_samplers.samplers.flow_hmc import FlowHMCSettings
-
     section_to_dataclass(FlowHMCSettings, spec.flow_hmc, FLOW_HMC)  # checked before any run
     uses_flow = FLOW_SAMPLER in compare.samplers or FLOW_HMC in compare.samplers
     if uses_flow or "flow" in config or "train" in config:

@@ -1,0 +1,1 @@
+"""Studies: scripts that measure the samplers (not part of the package)."""
