@@ -254,37 +254,40 @@ class FlowHMCSampler(Sampler):
         counter = state.aux["trajectories"]
         every = int(s.reversibility_every)
         eps = float(s.step_size)
-        for t in range(n_steps):
-            p = self._fresh_momenta(state, rng)
-            k_old = 0.5 * float(np.sum(p * p))
-            h_old = float(state.aux["action_tilde"][0]) + k_old
-            z = state.aux["z"][None].copy()
-            check = every > 0 and int(counter[0]) % every == 0
-            z0, p0 = (z.copy(), p.copy()) if check else (z, p)
-            phi, tilde, force = self._integrate(z, p, state.aux["force"][None], eps)
-            h_new = float(tilde[0]) + 0.5 * float(np.sum(p * p))
-            # Sign convention: delta_h = H_new - H_old, accept if log(u) < -delta_h.
-            delta_h = h_new - h_old
-            stats_out[t, 4:6] = 0.0
-            if check:
-                stats_out[t, 4:6] = self._reverse_check(z0, p0, z, p, force, h_old, eps)
-            e = rng.standard_exponential()
-            accepted = accept_test(delta_h, e, 1.0) if s.metropolis else True
-            if accepted:
-                state.aux["z"][...] = z[0]
-                state.aux["force"][...] = force[0]
-                state.aux["action_tilde"][0] = float(tilde[0])
-                state.phi[...] = phi[0]
-                state.scalars[0] = measure_into(phi[0], h, c2, c4, self.theory.c0, obs_new)
-                state.scalars[1:] = obs_new
-            counter[0] += 1.0
-            finite = math.isfinite(delta_h)
-            stats_out[t, 0] = 1.0 if accepted else 0.0
-            stats_out[t, 1] = min(1.0, math.exp(-delta_h)) if finite else 0.0
-            stats_out[t, 2] = delta_h
-            stats_out[t, 3] = math.exp(min(-delta_h, 700.0)) if finite else 0.0
-            if (t + 1) % thin == 0:
-                obs_out[(t + 1) // thin - 1, :] = state.scalars[1:]
+        # a diverging trajectory (too large a step while tuning) gives inf/NaN: an honest,
+        # counted rejection, not a warning per transform
+        with np.errstate(over="ignore", invalid="ignore"):
+            for t in range(n_steps):
+                p = self._fresh_momenta(state, rng)
+                k_old = 0.5 * float(np.sum(p * p))
+                h_old = float(state.aux["action_tilde"][0]) + k_old
+                z = state.aux["z"][None].copy()
+                check = every > 0 and int(counter[0]) % every == 0
+                z0, p0 = (z.copy(), p.copy()) if check else (z, p)
+                phi, tilde, force = self._integrate(z, p, state.aux["force"][None], eps)
+                h_new = float(tilde[0]) + 0.5 * float(np.sum(p * p))
+                # Sign convention: delta_h = H_new - H_old, accept if log(u) < -delta_h.
+                delta_h = h_new - h_old
+                stats_out[t, 4:6] = 0.0
+                if check:
+                    stats_out[t, 4:6] = self._reverse_check(z0, p0, z, p, force, h_old, eps)
+                e = rng.standard_exponential()
+                accepted = accept_test(delta_h, e, 1.0) if s.metropolis else True
+                if accepted:
+                    state.aux["z"][...] = z[0]
+                    state.aux["force"][...] = force[0]
+                    state.aux["action_tilde"][0] = float(tilde[0])
+                    state.phi[...] = phi[0]
+                    state.scalars[0] = measure_into(phi[0], h, c2, c4, self.theory.c0, obs_new)
+                    state.scalars[1:] = obs_new
+                counter[0] += 1.0
+                finite = math.isfinite(delta_h)
+                stats_out[t, 0] = 1.0 if accepted else 0.0
+                stats_out[t, 1] = min(1.0, math.exp(-delta_h)) if finite else 0.0
+                stats_out[t, 2] = delta_h
+                stats_out[t, 3] = math.exp(min(-delta_h, 700.0)) if finite else 0.0
+                if (t + 1) % thin == 0:
+                    obs_out[(t + 1) // thin - 1, :] = state.scalars[1:]
 
     def _reverse_check(
         self,

@@ -270,35 +270,38 @@ class FourierHMCSampler(Sampler):
         counter = state.aux["trajectories"]
         every = int(s.reversibility_every)
         eps = float(s.step_size)
-        for t in range(n_steps):
-            u, k_old = self._fresh_velocity(state, rng, buf)
-            new[...] = cur
-            check = every > 0 and int(counter[0]) % every == 0
-            h_old = state.scalars[0] + float(self.kinetic(u, buf)[0]) if check else 0.0
-            gforce = self._integrate(new, u, state.aux["gforce"][None], eps, buf)
-            k_new = float(self.kinetic(u, buf)[0])
-            s_new = measure_into(new[0], h, c2, c4, c0, obs_new)
-            # Sign convention: delta_h = H_new - H_old, accept if log(u) < -delta_h.
-            delta_h = (s_new - state.scalars[0]) + (k_new - k_old)
-            stats_out[t, 4:6] = 0.0
-            if check:
-                stats_out[t, 4:6] = self._reverse_check(cur, new, u, gforce, h_old, eps)
-            accepted = (
-                accept_test(delta_h, rng.standard_exponential(), 1.0) if s.metropolis else True
-            )
-            if accepted:
-                cur[...] = new
-                state.aux["gforce"][...] = gforce[0]
-                state.scalars[0] = s_new
-                state.scalars[1:] = obs_new
-            counter[0] += 1.0
-            finite = math.isfinite(delta_h)
-            stats_out[t, 0] = 1.0 if accepted else 0.0
-            stats_out[t, 1] = min(1.0, math.exp(-delta_h)) if finite else 0.0
-            stats_out[t, 2] = delta_h
-            stats_out[t, 3] = math.exp(min(-delta_h, 700.0)) if finite else 0.0
-            if (t + 1) % thin == 0:
-                obs_out[(t + 1) // thin - 1, :] = state.scalars[1:]
+        # a diverging trajectory (too large a step while tuning) gives inf/NaN: an honest,
+        # counted rejection, not a warning per transform
+        with np.errstate(over="ignore", invalid="ignore"):
+            for t in range(n_steps):
+                u, k_old = self._fresh_velocity(state, rng, buf)
+                new[...] = cur
+                check = every > 0 and int(counter[0]) % every == 0
+                h_old = state.scalars[0] + float(self.kinetic(u, buf)[0]) if check else 0.0
+                gforce = self._integrate(new, u, state.aux["gforce"][None], eps, buf)
+                k_new = float(self.kinetic(u, buf)[0])
+                s_new = measure_into(new[0], h, c2, c4, c0, obs_new)
+                # Sign convention: delta_h = H_new - H_old, accept if log(u) < -delta_h.
+                delta_h = (s_new - state.scalars[0]) + (k_new - k_old)
+                stats_out[t, 4:6] = 0.0
+                if check:
+                    stats_out[t, 4:6] = self._reverse_check(cur, new, u, gforce, h_old, eps)
+                accepted = (
+                    accept_test(delta_h, rng.standard_exponential(), 1.0) if s.metropolis else True
+                )
+                if accepted:
+                    cur[...] = new
+                    state.aux["gforce"][...] = gforce[0]
+                    state.scalars[0] = s_new
+                    state.scalars[1:] = obs_new
+                counter[0] += 1.0
+                finite = math.isfinite(delta_h)
+                stats_out[t, 0] = 1.0 if accepted else 0.0
+                stats_out[t, 1] = min(1.0, math.exp(-delta_h)) if finite else 0.0
+                stats_out[t, 2] = delta_h
+                stats_out[t, 3] = math.exp(min(-delta_h, 700.0)) if finite else 0.0
+                if (t + 1) % thin == 0:
+                    obs_out[(t + 1) // thin - 1, :] = state.scalars[1:]
 
     def _reverse_check(
         self,
