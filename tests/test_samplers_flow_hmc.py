@@ -193,3 +193,29 @@ def test_torch_flow_tiny_lattice_exact(random_flow, tiny_exact) -> None:  # noqa
     checks = tiny_checks(result, tiny_exact)
     failed = {k: c for k, c in checks.items() if not c}
     assert not failed, failed
+
+
+# ----------------------------------------------------------------------- configs
+def test_sample_and_compare_specs_build_flow_hmc(random_flow, tmp_path) -> None:  # noqa: ANN001
+    from lattice_samplers.config import ConfigError
+    from lattice_samplers.flows import save_checkpoint
+    from lattice_samplers.specs import compare_spec, sample_spec
+
+    path = save_checkpoint(tmp_path / "flow.pt", random_flow, TINY)
+    theory = {"L": 2, "parametrization": "ising", "beta": 0.576, "lam": 0.5}
+    config = {"theory": theory, "sampler": {"kind": "flow_hmc"}}
+    spec = sample_spec({**config, "flow_hmc": {"flow": str(path), "step_size": 0.3}})
+    assert isinstance(spec.sampler, FlowHMCSampler)
+    assert spec.sampler.settings.step_size == 0.3
+    with pytest.raises(ConfigError, match="needs flow"):
+        sample_spec(config)
+    with pytest.raises(ConfigError, match="no flow checkpoint"):
+        sample_spec({**config, "flow_hmc": {"flow": str(tmp_path / "none.pt")}})
+    with pytest.raises(ConfigError, match="L = 2, not L = 4"):
+        sample_spec({**config, "theory": {**theory, "L": 4}, "flow_hmc": {"flow": str(path)}})
+    compare = {"theory": theory, "compare": {"samplers": ["hmc", "flow_hmc"]}}
+    assert compare_spec(compare, flow_checkpoint=path).flow_record is not None
+    with pytest.raises(ConfigError, match="flow sampler's flow"):
+        compare_spec({**compare, "flow_hmc": {"flow": str(path)}})
+    with pytest.raises(ConfigError, match="neither flow nor flow_hmc"):
+        compare_spec({**compare, "compare": {"samplers": ["hmc"]}}, flow_checkpoint=path)
