@@ -1,4 +1,4 @@
-"""Samplers behind one interface (:class:`Sampler`): local Metropolis, HMC, Wolff cluster.
+"""Samplers behind one interface (:class:`Sampler`): Metropolis, HMC, cluster, Fourier HMC.
 
 ``SAMPLERS`` maps a config ``kind`` to its class; :func:`make_sampler` builds one from a kind
 and a settings mapping (the ``[sampler]`` section without ``kind``).
