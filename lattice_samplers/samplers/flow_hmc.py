@@ -19,8 +19,9 @@ reversibility check, every ``reversibility_every``-th trajectory integrated back
 (z', -p'), records max |dz| and |dH| in the statistics ``reverse_max_dz`` and
 ``reverse_abs_dh``).  A float32 flow evaluates f at z rounded to float32, so the map
 actually applied is f(round(z)): a relative perturbation of ~1e-7 of the sampled density,
-far below any statistical error here.  With the ``cnf`` family the log-det is RK4-accurate, not exact: more ODE
-steps (``Flow.set_ode_steps``) make the bias smaller; coupling flows are exact.
+far below any statistical error here.  With the ``cnf`` family the log-det is RK4-accurate,
+not exact: more ODE steps (``Flow.set_ode_steps``) make the bias smaller; coupling flows are
+exact.
 
 This module imports torch only inside :class:`TorchFlowMap`'s methods.
 """
