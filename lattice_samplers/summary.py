@@ -269,6 +269,9 @@ def diagnostics(result: Any) -> dict[str, Any]:
         out["mean_abs_delta_h"] = float(finite.mean()) if finite.size else math.nan
         # thin > 1 averages delta_h over windows, so a non-finite window counts once
         out["n_nonfinite_delta_h"] = int(np.sum(~np.isfinite(dh)))
+    if "reverse_max_dz" in stats:  # reversibility checks (0 on unchecked trajectories)
+        out["reverse_max_dz"] = float(np.max(stats["reverse_max_dz"]))
+        out["reverse_max_abs_dh"] = float(np.max(stats["reverse_abs_dh"]))
     if "cluster_size" in stats:
         size = float(np.mean(stats["cluster_size"]))
         out["mean_cluster_size"] = size

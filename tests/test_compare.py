@@ -224,9 +224,14 @@ def test_every_summary_has_both_estimators_and_r_hat(tiny_run: tuple[dict, objec
 
 
 def test_a_diverging_flow_is_reported_and_the_others_still_summarized(tmp_path, capsys) -> None:
-    """Issue 14.6: lr = 1 makes training diverge within a few steps."""
+    """Issue 14.6: lr = 1 makes training diverge within a few steps.
+
+    With the divergence guard off (``max_rollbacks = 0``): the guard would roll such a run
+    back and return its best flow (tests/test_train_guard.py).
+    """
     argv = [*TINY, "--set", "theory.L=6", "--set", "theory.beta=0.537", "--set", "train.lr=1.0"]
     argv += ["--set", "train.scheduler=constant", "--set", "train.n_steps=200"]
+    argv += ["--set", "train.max_rollbacks=0"]
     code = main(["compare", *argv, "--out", str(tmp_path / "c"), "--json"])
     out, err = capsys.readouterr()
     assert code == 0, err

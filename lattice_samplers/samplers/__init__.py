@@ -1,4 +1,4 @@
-"""Samplers behind one interface (:class:`Sampler`): local Metropolis, HMC, Wolff cluster.
+"""Samplers behind one interface (:class:`Sampler`): Metropolis, HMC, cluster, Fourier HMC.
 
 ``SAMPLERS`` maps a config ``kind`` to its class; :func:`make_sampler` builds one from a kind
 and a settings mapping (the ``[sampler]`` section without ``kind``).
@@ -18,15 +18,19 @@ from lattice_samplers.samplers.base import (
     add_work,
 )
 from lattice_samplers.samplers.cluster import ClusterSampler, ClusterSettings
+from lattice_samplers.samplers.flow_hmc import FlowHMCSampler, FlowHMCSettings
+from lattice_samplers.samplers.fourier_hmc import FourierHMCSampler, FourierHMCSettings
 from lattice_samplers.samplers.hmc import HMCSampler, HMCSettings
 from lattice_samplers.samplers.metropolis import MetropolisSampler, MetropolisSettings
 from lattice_samplers.theory import Phi4Theory
 
-#: kind -> sampler class.  Other samplers (e.g. flow independence Metropolis) register here.
+#: kind -> sampler class.  Samplers that need more than settings (a flow: independence
+#: Metropolis, flow_hmc) are built by the workflows instead.
 SAMPLERS: dict[str, type[Sampler]] = {
     "metropolis": MetropolisSampler,
     "hmc": HMCSampler,
     "cluster": ClusterSampler,
+    "fourier_hmc": FourierHMCSampler,
 }
 
 
@@ -56,6 +60,10 @@ __all__ = [
     "Chain",
     "ClusterSampler",
     "ClusterSettings",
+    "FlowHMCSampler",
+    "FlowHMCSettings",
+    "FourierHMCSampler",
+    "FourierHMCSettings",
     "HMCSampler",
     "HMCSettings",
     "MetropolisSampler",

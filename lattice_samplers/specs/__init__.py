@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +38,17 @@ from lattice_samplers.config import ConfigError, check_sections, section_to_data
 from lattice_samplers.driver import RunSettings
 from lattice_samplers.samplers import SAMPLERS, Sampler
 from lattice_samplers.samplers.flow import FlowSamplerSettings
+from lattice_samplers.samplers.flow_hmc import FlowHMCSettings
 from lattice_samplers.specs.common import (
     ALL_SAMPLERS,
     CLASSICAL,
+    COMPARE_DEFAULT_SAMPLERS,
     DEFAULT_SAMPLER,
     DEFAULT_THEORY,
+    FLOW_HMC,
     FLOW_SAMPLER,
     classical_sampler,
+    flow_hmc_sampler,
     section_table,
     theory_from_config,
 )
@@ -55,9 +60,11 @@ from lattice_samplers.theory import Phi4Theory
 __all__ = [
     "ALL_SAMPLERS",
     "CLASSICAL",
+    "COMPARE_DEFAULT_SAMPLERS",
     "COMPARE_DEFAULT_TRAIN",
     "DEFAULT_SAMPLER",
     "DEFAULT_THEORY",
+    "FLOW_HMC",
     "FLOW_SAMPLER",
     "CompareSettings",
     "CompareSpec",
@@ -67,6 +74,7 @@ __all__ = [
     "TuneSettings",
     "classical_sampler",
     "compare_spec",
+    "flow_hmc_sampler",
     "flow_specs",
     "sample_spec",
     "theory_from_config",
@@ -94,17 +102,19 @@ def sample_spec(config: Mapping[str, Any]) -> SampleSpec:
     from the section named after it (``[hmc]``, as in ``compare``) and may also be given in
     ``[sampler]`` itself; a key given in both is an error.
     """
-    check_sections(config, ("theory", "sampler", "run", "analysis", *CLASSICAL))
+    check_sections(config, ("theory", "sampler", "run", "analysis", *CLASSICAL, FLOW_HMC))
     theory = theory_from_config(config)
     inline = section_table(config, "sampler")
     kind = inline.pop("kind", DEFAULT_SAMPLER)
-    if kind not in CLASSICAL:
-        raise ConfigError(f"[sampler] unknown kind {kind!r} (known: {', '.join(CLASSICAL)})")
+    if kind not in (*CLASSICAL, FLOW_HMC):
+        known = ", ".join((*CLASSICAL, FLOW_HMC))
+        raise ConfigError(f"[sampler] unknown kind {kind!r} (known: {known})")
     own = section_table(config, kind)
     both = sorted(set(inline) & set(own))
     if both:
         raise ConfigError(f"{', '.join(both)} given in both [sampler] and [{kind}]: keep one")
-    sampler = classical_sampler(theory, kind, {**own, **inline}, "sampler" if inline else kind)
+    build = flow_hmc_sampler if kind == FLOW_HMC else partial(classical_sampler, kind=kind)
+    sampler = build(theory, settings={**own, **inline}, section="sampler" if inline else kind)
     run = section_to_dataclass(RunSettings, config.get("run"), "run")
     analysis = section_to_dataclass(AnalysisSettings, config.get("analysis"), "analysis")
     return SampleSpec(theory, sampler, run, dict(config), analysis)
@@ -118,7 +128,8 @@ class CompareSettings:
     Attributes
     ----------
     samplers : tuple of str
-        Which samplers to run (``flow`` = independence Metropolis with a trained flow).
+        Which samplers to run (``flow`` = independence Metropolis with a trained flow;
+        ``flow_hmc`` = HMC on its latent field, with the same flow and training seconds).
     k_sigma : float
         Consistency threshold in combined standard errors.
     flow_checkpoint : str, optional
@@ -130,7 +141,7 @@ class CompareSettings:
         sampling cost; refused for a flow without an ODE.
     """
 
-    samplers: tuple[str, ...] = ALL_SAMPLERS
+    samplers: tuple[str, ...] = COMPARE_DEFAULT_SAMPLERS
     k_sigma: float = 4.0
     flow_checkpoint: str | None = None
     flow_ode_steps: int | None = None
@@ -167,6 +178,7 @@ class CompareSpec:
     flow_checkpoint: Path | None = None
     flow_record: dict[str, Any] | None = None  # the checkpoint's contents, read and checked once
     flow_device: str = "cpu"  # where the flow is trained or loaded
+    flow_hmc: dict[str, Any] = field(default_factory=dict)  # the [flow_hmc] section
 
 
 #: Training settings of the flow ``compare`` trains when the config has no ``[flow]``
@@ -193,6 +205,7 @@ COMPARE_SECTIONS = (
     "flow",
     "train",
     "flow_sampler",
+    FLOW_HMC,
 )
 
 
@@ -227,13 +240,18 @@ def compare_spec(
         FlowSamplerSettings, config.get("flow_sampler"), "flow_sampler"
     )
     spec.analysis = section_to_dataclass(AnalysisSettings, config.get("analysis"), "analysis")
+    spec.flow_hmc = section_table(config, FLOW_HMC)
+    if spec.flow_hmc.get("flow") is not None:
+        raise ConfigError("[flow_hmc] flow: compare gives flow_hmc the flow sampler's flow")
+    section_to_dataclass(FlowHMCSettings, spec.flow_hmc, FLOW_HMC)  # checked before any run
+    uses_flow = FLOW_SAMPLER in compare.samplers or FLOW_HMC in compare.samplers
     checkpoint = flow_checkpoint if flow_checkpoint is not None else compare.flow_checkpoint
     if checkpoint is not None:
-        if FLOW_SAMPLER not in compare.samplers:
-            raise ConfigError("--flow given but [compare] samplers does not include flow")
+        if not uses_flow:
+            raise ConfigError("--flow given but [compare] samplers has neither flow nor flow_hmc")
         spec.flow_checkpoint = Path(checkpoint)
         spec.flow_record, spec.flow_device = _checkpoint_flow(config, theory, Path(checkpoint))
-    elif FLOW_SAMPLER in compare.samplers or "flow" in config or "train" in config:
+    elif uses_flow or "flow" in config or "train" in config:
         flow_config = dict(config)
         if "flow" not in config:
             flow_config["train"] = {**COMPARE_DEFAULT_TRAIN, **section_table(config, "train")}

@@ -10,15 +10,19 @@ from typing import Any
 from lattice_samplers.beta_table import resolve_tuned
 from lattice_samplers.config import ConfigError, section_to_dataclass
 from lattice_samplers.samplers import SAMPLERS, Sampler
+from lattice_samplers.samplers.flow_hmc import FlowHMCSampler, FlowHMCSettings, TorchFlowMap
 from lattice_samplers.theory import PARAMETRIZATIONS, Phi4Theory
 
 __all__ = [
     "ALL_SAMPLERS",
     "CLASSICAL",
+    "COMPARE_DEFAULT_SAMPLERS",
     "DEFAULT_SAMPLER",
     "DEFAULT_THEORY",
+    "FLOW_HMC",
     "FLOW_SAMPLER",
     "classical_sampler",
+    "flow_hmc_sampler",
     "section_table",
     "is_int",
     "is_real",
@@ -28,12 +32,17 @@ __all__ = [
 #: The built-in default theory point: the paper's L = 8 ensemble (xi ~ L/4).
 DEFAULT_THEORY: dict[str, Any] = {"L": 8, "parametrization": "ising", "beta": 0.576, "lam": 0.5}
 #: The classical samplers, each configured by the section of its name.
-CLASSICAL: tuple[str, ...] = ("metropolis", "hmc", "cluster")
+CLASSICAL: tuple[str, ...] = ("metropolis", "hmc", "cluster", "fourier_hmc")
 #: The flow sampler's name in configs, tables and JSON: independence Metropolis with a
 #: trained flow as the proposal (its settings: ``[flow_sampler]``; the flow: ``[flow]``,
 #: ``[train]``).
 FLOW_SAMPLER = "flow"
-ALL_SAMPLERS: tuple[str, ...] = (*CLASSICAL, FLOW_SAMPLER)
+#: HMC on the latent field of a trained flow (settings and ``flow = "DIR"``: ``[flow_hmc]``).
+FLOW_HMC = "flow_hmc"
+ALL_SAMPLERS: tuple[str, ...] = (*CLASSICAL, FLOW_SAMPLER, FLOW_HMC)
+#: What ``compare`` runs when ``[compare] samplers`` is not given (the newer samplers,
+#: fourier_hmc and flow_hmc, are asked for by name).
+COMPARE_DEFAULT_SAMPLERS: tuple[str, ...] = ("metropolis", "hmc", "cluster", FLOW_SAMPLER)
 #: The sampler of ``sample`` when ``[sampler] kind`` is not given.
 DEFAULT_SAMPLER = "hmc"
 
@@ -109,5 +118,28 @@ def classical_sampler(
     parsed = section_to_dataclass(cls.settings_class, settings, section)
     try:
         return cls(theory, parsed)
+    except ValueError as exc:
+        raise ConfigError(f"[{section}] {exc}") from None
+
+
+def flow_hmc_sampler(
+    theory: Phi4Theory, settings: Mapping[str, Any], section: str = "flow_hmc", flow: Any = None
+) -> Sampler:
+    """Build ``flow_hmc`` from its section; the flow is ``flow`` or loaded from ``flow = DIR``.
+
+    Loads torch.  Raises :class:`ConfigError` for bad settings or an unusable flow.
+    """
+    parsed = section_to_dataclass(FlowHMCSettings, settings, section)
+    if flow is None:
+        from lattice_samplers.flows import CheckpointError, load_flow
+
+        if parsed.flow is None:
+            raise ConfigError(f'[{section}] flow_hmc needs flow = "DIR" (a trained flow)')
+        try:
+            flow = load_flow(parsed.flow, theory)
+        except (CheckpointError, OSError) as exc:
+            raise ConfigError(f"[{section}] flow: {exc}") from None
+    try:
+        return FlowHMCSampler(theory, parsed, latent_map=TorchFlowMap(flow, theory))
     except ValueError as exc:
         raise ConfigError(f"[{section}] {exc}") from None

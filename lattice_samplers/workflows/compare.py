@@ -17,7 +17,8 @@ Config sections (all optional; unknown sections or keys are errors):
 * ``[theory]``: as everywhere (default: L = 8, ising beta = 0.576, lam = 0.5);
 * ``[run]``: ``n_therm``, ``n_steps``, ``thin``, ``n_chains``, ``seed``, ``workers`` shared by all
   samplers;
-* ``[compare]``: ``samplers`` (subset of metropolis, hmc, cluster, flow), ``k_sigma``,
+* ``[compare]``: ``samplers`` (subset of metropolis, hmc, cluster, fourier_hmc, flow,
+  flow_hmc; flow_hmc uses the flow of ``flow`` and is charged its training), ``k_sigma``,
   ``flow_checkpoint`` (use a trained flow instead of training);
 * ``[metropolis]``, ``[hmc]``, ``[cluster]``: settings of each classical sampler;
 * ``[flow]``, ``[train]``: architecture and training of the flow (see ``lattice-samplers
@@ -42,7 +43,15 @@ from lattice_samplers.cost import break_even, cost_per_effective_sample
 from lattice_samplers.driver import RunResult, run_sampler, write_results
 from lattice_samplers.records import json_safe, versions, write_csv, write_json
 from lattice_samplers.samplers.flow import FlowSampler, flow_diagnostics
-from lattice_samplers.specs import ALL_SAMPLERS, CLASSICAL, FLOW_SAMPLER, CompareSpec, compare_spec
+from lattice_samplers.specs import (
+    ALL_SAMPLERS,
+    CLASSICAL,
+    FLOW_HMC,
+    FLOW_SAMPLER,
+    CompareSpec,
+    compare_spec,
+    flow_hmc_sampler,
+)
 from lattice_samplers.summary import (
     diagnostics,
     summarize_observables,
@@ -263,7 +272,8 @@ def run_comparison(
 
     # the flow first: a checkpoint for another theory, or a training run that diverged, is
     # reported before any classical sampler has spent its time
-    if FLOW_SAMPLER in names:
+    flow_samplers: dict[str, Any] = {}
+    if FLOW_SAMPLER in names or FLOW_HMC in names:
         from lattice_samplers.flows import FlowProposal
 
         flow, training = _train_or_load(plan, out, progress)
@@ -274,8 +284,7 @@ def run_comparison(
                 "skipped, the other samplers still run",
                 file=sys.stderr,
             )
-            names = tuple(n for n in names if n != FLOW_SAMPLER)
-            flow_sampler = None
+            names = tuple(n for n in names if n not in (FLOW_SAMPLER, FLOW_HMC))
         else:
             seconds = training.get("train_seconds")
             if seconds is None or not math.isfinite(seconds):
@@ -288,10 +297,14 @@ def run_comparison(
             if "ode_steps" in flow.arch:
                 training["sampling_ode_steps"] = int(flow.arch["ode_steps"])
             proposal = FlowProposal(flow)
-            flow_sampler = FlowSampler(plan.theory, plan.flow_sampler, proposal=proposal)
+            flow_samplers[FLOW_SAMPLER] = FlowSampler(
+                plan.theory, plan.flow_sampler, proposal=proposal
+            )
+            # flow_hmc: the same flow, charged the same training seconds
+            flow_samplers[FLOW_HMC] = flow_hmc_sampler(plan.theory, plan.flow_hmc, flow=flow)
     for name in names:
-        if name == FLOW_SAMPLER:
-            execute(name, flow_sampler, float(training["train_seconds"]))
+        if name in flow_samplers:
+            execute(name, flow_samplers[name], float(training["train_seconds"]))
         else:
             execute(name, plan.samplers[name])
 
