@@ -116,7 +116,7 @@ def test_the_check_names_every_taken_file_of_the_set(tmp_path) -> None:
 
 
 def test_training_file_names_match_the_session() -> None:
-    from lattice_samplers.flows.train import session
+    from lattice_samplers.workflows.train import session
 
     names = (session.CHECKPOINT_NAME, session.HISTORY_NAME, session.SUMMARY_NAME)
     assert (*names, session.FIGURE_NAME) == TRAINING_FILES
@@ -169,7 +169,8 @@ def test_item4_train_does_not_overwrite_records(tmp_path, capsys, name: str, tex
     cfg = tmp_path / "t.toml"
     cfg.write_text(
         '[theory]\nL = 4\nparametrization = "ising"\nbeta = 0.5\nlam = 0.5\n'
-        "[flow]\nn_layers = 2\nhidden = [16]\n[train]\nn_steps = 5\nbatch_size = 16\n"
+        '[flow]\nfamily = "coupling"\nn_layers = 2\nhidden = [16]\n'
+        "[train]\nn_steps = 5\nbatch_size = 16\n"
     )
     out = tmp_path / "run"
     out.mkdir()

@@ -15,7 +15,12 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from lattice_samplers.config import ConfigError, section_to_dataclass  # noqa: E402
-from lattice_samplers.flows import FlowSettings, TrainSettings, build_flow  # noqa: E402
+from lattice_samplers.flows import (  # noqa: E402
+    CNFSettings,
+    CouplingFlowSettings,
+    TrainSettings,
+    build_flow,
+)
 from lattice_samplers.flows.action import TorchAction  # noqa: E402
 from lattice_samplers.flows.train import (  # noqa: E402
     Trainer,
@@ -27,7 +32,7 @@ from lattice_samplers.flows.train.schedule import lr_factor  # noqa: E402
 from lattice_samplers.theory import Phi4Theory  # noqa: E402
 
 ISING4 = Phi4Theory.create(4, "ising", beta=0.5, lam=0.5)
-TINY = FlowSettings(n_layers=2, hidden=(16,))
+TINY = CouplingFlowSettings(n_layers=2, hidden=(16,))
 
 
 def _cfg(**kw) -> TrainSettings:
@@ -213,7 +218,7 @@ def test_bad_guard_and_schedule_settings_are_one_line_errors(data, match) -> Non
 def test_nan_from_the_first_batch_stops_with_the_ode_note_for_a_cnf() -> None:
     # no healthy batch ever: no snapshot, no update; the guard stops instead of crashing, and
     # for a flow with an ODE the message compares Var(log w) at the trained and twice the steps
-    cnf = FlowSettings(family="cnf", cnf_frequencies=2, cnf_time_basis=2, kernel_radius=1)
+    cnf = CNFSettings(cnf_frequencies=2, cnf_time_basis=2, kernel_radius=1)
     flow = build_flow(ISING4, cnf, seed=1)
     before = _flat(flow).clone()
     cfg = _cfg(n_steps=5, eval_batch_size=64)
