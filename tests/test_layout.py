@@ -12,11 +12,6 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "lattice_samplers"
 HEAVY = ("torch", "matplotlib", "dask", "distributed")
 MAX_LINES = 500
-#: Modules over the limit that their owners are splitting now (the training loop; the session,
-#: whose output check moves to workflows/outputs.py); at most the old limit until then.
-PENDING_SPLIT = {
-    "lattice_samplers.workflows.train.session": 700,
-}
 
 
 def _module_name(path: Path) -> str:
@@ -141,8 +136,7 @@ def test_function_local_imports_are_only_lazy_heavy_loads_or_cli_dispatch() -> N
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_module_size(name: str) -> None:
     n = len(MODULES[name].read_text(encoding="utf-8").splitlines())
-    limit = PENDING_SPLIT.get(name, MAX_LINES)
-    assert n <= limit, f"{name} has {n} lines (limit {limit})"
+    assert n <= MAX_LINES, f"{name} has {n} lines (limit {MAX_LINES})"
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))

@@ -22,7 +22,8 @@ from lattice_samplers.flows import (  # noqa: E402
 )
 from lattice_samplers.flows.action import TorchAction  # noqa: E402
 from lattice_samplers.theory import Phi4Theory  # noqa: E402
-from lattice_samplers.workflows.train.session import read_history_csv, train_flow  # noqa: E402
+from lattice_samplers.workflows.train.history_files import read_history_csv  # noqa: E402
+from lattice_samplers.workflows.train.session import train_flow  # noqa: E402
 
 FREE4 = Phi4Theory.create(4, "standard", m2=1.0, g=0.0)
 ISING4 = Phi4Theory.create(4, "ising", beta=0.5, lam=0.5)
