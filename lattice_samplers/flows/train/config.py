@@ -327,7 +327,7 @@ def available_cores(busy: float | None = None) -> int:
 
 
 def thread_policy(processes: int = 1, busy: float | None = None) -> int:
-    """torch threads per process such that threads x processes <= available cores (min 1).
+    """Threads per process for torch such that threads x processes <= available cores (min 1).
 
     Parameters
     ----------
