@@ -24,6 +24,7 @@ __all__ = [
     "busy_from_times",
     "default_threads",
     "physical_cores",
+    "resolve_processes",
     "set_torch_threads",
     "thread_policy",
     "trajectory_changes",
@@ -61,6 +62,7 @@ FREE_ON_RESUME = frozenset(
         "num_threads",
         "prior_streams",
         "keep_best",
+        "processes",
     }
 )
 
@@ -143,6 +145,15 @@ class TrainSettings:
         Draw each batch in this many equal parts from independent prior streams (default: one
         per process, i.e. 1 without torchrun; on resume, the checkpoint's number).  Must divide
         ``batch_size`` and be a multiple of the number of processes.
+    processes : int or str
+        CPU processes the ``train`` command starts for data-parallel training (DDP over gloo,
+        as under torchrun, see ``docs/ddp.md``): an integer, or ``auto`` for the physical cores
+        of the affinity mask.  Default 1 (one process, as before): a run's trajectory depends
+        on its process count (the batch is drawn in one prior stream per process), so the
+        default keeps existing seeds reproducing existing runs, and on a machine shared with
+        other work two processes measured slower than one (docs/performance.md).  Ignored
+        under torchrun (which decides) and with ``device = "cuda"``.  Each process runs torch
+        on :func:`thread_policy` threads unless ``num_threads`` is set.
     gradient : str
         Gradient estimator of the reverse KL: ``standard`` (differentiate mean(log_q + S);
         default) or ``path`` (the path gradient of arXiv:2207.08219, see
@@ -177,6 +188,7 @@ class TrainSettings:
     num_threads: int | None = 1
     prior_streams: int | None = None
     gradient: str = "standard"
+    processes: int | str = 1
 
     def __post_init__(self) -> None:
         if self.n_steps < 1:
@@ -231,6 +243,12 @@ class TrainSettings:
             raise ValueError(f"num_threads must be >= 1, got {self.num_threads}")
         if self.prior_streams is not None and self.prior_streams < 1:
             raise ValueError(f"prior_streams must be >= 1, got {self.prior_streams}")
+        if self.processes != "auto" and (
+            isinstance(self.processes, bool)
+            or not isinstance(self.processes, int)
+            or self.processes < 1
+        ):
+            raise ValueError(f"processes must be 'auto' or an integer >= 1, got {self.processes!r}")
         if self.gradient not in ("standard", "path"):
             raise ValueError(f"unknown gradient {self.gradient!r} (known: standard, path)")
         if not isinstance(self.device, str) or not self.device:
@@ -260,6 +278,13 @@ def physical_cores() -> int:
         except OSError:
             return len(cpus) or 1
     return max(1, len(cores))
+
+
+def resolve_processes(settings: TrainSettings) -> int:
+    """How many training processes ``settings.processes`` asks for (1 on CUDA)."""
+    if settings.device != "cpu":
+        return 1
+    return physical_cores() if settings.processes == "auto" else int(settings.processes)
 
 
 def busy_cpus(interval_s: float = 0.05) -> float:
