@@ -24,11 +24,13 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def _chain(proposal: FlowProposal) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _chain(proposal: FlowProposal, workers: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A few independence Metropolis steps: proposals (phi, log q) and accept flags."""
+    settings = FlowSamplerSettings(batch_size=40, proposal_workers=workers)
+    sampler = FlowSampler(THEORY, settings, proposal=proposal)
+    assert proposal.workers == workers
     rng = np.random.default_rng(3)
     phi, log_q = proposal.sample(40, rng)
-    sampler = FlowSampler(THEORY, FlowSamplerSettings(batch_size=40), proposal=proposal)
     state = sampler.init(rng=np.random.default_rng(4))
     obs = np.empty((40, N_OBS))
     stats = np.empty((40, 3))
@@ -47,9 +49,8 @@ def test_batch_seeds_depend_on_the_batch_only() -> None:
 def test_two_workers_draw_the_proposals_of_one_bit_for_bit(one_thread: None) -> None:
     flow = build_flow(THEORY, seed=1)
     one = _chain(FlowProposal(flow, batch_size=7))
-    with FlowProposal(flow, batch_size=7, workers=2) as pooled:
-        assert pooled.workers == 2
-        two = _chain(pooled)
+    with FlowProposal(flow, batch_size=7) as pooled:
+        two = _chain(pooled, workers=2)  # [flow_sampler] proposal_workers = 2
     for a, b in zip(one, two, strict=True):
         np.testing.assert_array_equal(a, b)
     # negative control: a different batch size cuts other batches, other streams
@@ -70,3 +71,5 @@ def test_batches_are_independent_streams(one_thread: None) -> None:
 def test_workers_must_be_positive() -> None:
     with pytest.raises(ValueError, match="workers"):
         FlowProposal(build_flow(THEORY, seed=1), workers=0)
+    with pytest.raises(ValueError, match="proposal_workers"):
+        FlowSamplerSettings(proposal_workers=0)

@@ -304,15 +304,27 @@ class FlowProposal:
         batch_size: int | None = None,
         workers: int = 1,
     ) -> None:
-        if workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
         self.flow = flow.eval()
         self.batch_size = batch_size
         self.generator = torch.Generator(device=flow.device)
         self.generator.manual_seed(
             _seed_from(seed if seed is not None else np.random.default_rng())
         )
-        self._pool = ProposalPool(self.flow, workers) if workers > 1 else None
+        self._pool: ProposalPool | None = None
+        self.use_workers(workers)
+
+    def use_workers(self, workers: int) -> None:
+        """Draw the batches of later calls on ``workers`` processes (1: in this process).
+
+        The proposals do not change (see the class notes); a CUDA flow stays at 1.
+        """
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        if workers == self.workers:
+            return
+        self.close()
+        if workers > 1:
+            self._pool = ProposalPool(self.flow, workers)
 
     @property
     def L(self) -> int:

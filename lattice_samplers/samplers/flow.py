@@ -69,15 +69,29 @@ class FlowSamplerSettings:
     ----------
     batch_size : int
         Proposals drawn per call of the proposal (one vectorized flow pass).
+    proposal_workers : int
+        Processes on which a flow proposal draws the batches of a call (default 1: the
+        sampler's own process).  The proposals, and so the chain, are bit-identical for any
+        count (:class:`lattice_samplers.flows.FlowProposal`); the accept/reject pass stays
+        sequential.  Needs a proposal with ``use_workers(n)``.
     """
 
     batch_size: int = 4096
+    proposal_workers: int = 1
 
     def __post_init__(self) -> None:
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int):
             raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {self.batch_size}")
+        if (
+            isinstance(self.proposal_workers, bool)
+            or not isinstance(self.proposal_workers, int)
+            or self.proposal_workers < 1
+        ):
+            raise ValueError(
+                f"proposal_workers must be a positive integer, got {self.proposal_workers!r}"
+            )
 
 
 class FlowSampler(Sampler):
@@ -111,6 +125,14 @@ class FlowSampler(Sampler):
             raise TypeError("proposal must have a method sample(n, rng) -> (phi, log_q)")
         self.proposal = proposal
         super().__init__(theory, settings, **overrides)
+        workers = int(self.settings.proposal_workers)
+        if workers > 1:
+            use_workers = getattr(proposal, "use_workers", None)
+            if use_workers is None:
+                raise ValueError(
+                    "proposal_workers > 1 needs a proposal that draws on processes (a flow)"
+                )
+            use_workers(workers)
 
     # ------------------------------------------------------------------ proposals
     def _draw(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
