@@ -24,7 +24,9 @@ from the ``rng`` it is given, change no shared state, and give the same numbers 
 (the exact free-field proposal does: NumPy FFTs).  A proposal for which that does not hold sets
 ``thread_safe = False`` and its chains run one after the other: the flow proposal does, since
 torch's float32 reductions are not bit-reproducible across threads (see
-:class:`lattice_samplers.flows.FlowProposal`).
+:class:`lattice_samplers.flows.FlowProposal`).  A flow proposal draws in parallel on processes
+instead (``proposal_workers``): the batches of a call, each from its own seed, so the chain does
+not depend on the count.
 """
 
 from __future__ import annotations
