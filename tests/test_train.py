@@ -322,6 +322,10 @@ def test_default_threads_follow_omp_num_threads(monkeypatch) -> None:
         monkeypatch.setenv("OMP_NUM_THREADS", "1")
         assert set_torch_threads() == 1 and torch.get_num_threads() == 1
         monkeypatch.delenv("OMP_NUM_THREADS")
+        # without it, the thread policy: every physical core when no other work is running
+        from lattice_samplers.flows.train import config
+
+        monkeypatch.setattr(config, "busy_cpus", lambda interval_s=0.05: 0.0)
         assert set_torch_threads() == physical_cores()
     finally:
         torch.set_num_threads(before)

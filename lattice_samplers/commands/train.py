@@ -22,13 +22,16 @@ is what ``compare --flow DIR`` charges; the summary lists every stage under ``cu
 
 Under ``torchrun`` (several processes, see ``docs/ddp.md``) the same command trains with
 DistributedDataParallel: gloo on CPU, nccl with ``device = "cuda"``; rank 0 alone writes the
-output folder and prints.
+output folder and prints.  With ``[train] processes`` above 1 (or ``auto``) on the CPU the
+command starts torchrun itself, on this node, with the same arguments.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -70,7 +73,12 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/flow_L{theory.L}_{theory.parametrization}")
 
     # torch, loaded only for this command
+    from lattice_samplers.flows.train.config import resolve_processes
     from lattice_samplers.workflows.train.run import TrainingInterrupted, run_training
+
+    processes = resolve_processes(spec.train)
+    if processes > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch(args, out, processes)
 
     if spec.curriculum is not None:
         return _run_curriculum(args, spec, out)
@@ -133,6 +141,31 @@ def _run_curriculum(args: argparse.Namespace, spec: TrainSpec, out: Path) -> int
             )
         _print_summary(summary)
     return 0
+
+
+def _launch(args: argparse.Namespace, out: Path, processes: int) -> int:
+    """Run this command under torchrun with ``processes`` CPU processes; their exit status.
+
+    The processes are DDP ranks on this node (``docs/ddp.md``); rank 0 prints.  Each gets
+    ``OMP_NUM_THREADS`` from the thread policy, so threads x processes stay within the cores.
+    """
+    from lattice_samplers.flows.train.config import thread_policy
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += [f"--nproc_per_node={processes}", "-m", "lattice_samplers.cli", "train"]
+    cmd += [args.config, "--out", str(out)]
+    for item in args.overrides:
+        cmd += ["--set", item]
+    if args.json:
+        cmd.append("--json")
+    if args.resume:
+        cmd.append("--resume")
+    if args.init_from is not None:
+        cmd += ["--init-from", str(args.init_from)]
+    cmd.append("--progress" if show_progress(args) else "--no-progress")
+    env = {**os.environ, "OMP_NUM_THREADS": str(thread_policy(processes))}
+    sys.stdout.flush()
+    return subprocess.run(cmd, env=env, check=False).returncode
 
 
 def _claim(out: Path, resume: bool) -> OutputClaim:

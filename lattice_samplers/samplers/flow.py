@@ -24,7 +24,9 @@ from the ``rng`` it is given, change no shared state, and give the same numbers 
 (the exact free-field proposal does: NumPy FFTs).  A proposal for which that does not hold sets
 ``thread_safe = False`` and its chains run one after the other: the flow proposal does, since
 torch's float32 reductions are not bit-reproducible across threads (see
-:class:`lattice_samplers.flows.FlowProposal`).
+:class:`lattice_samplers.flows.FlowProposal`).  A flow proposal draws in parallel on processes
+instead (``proposal_workers``): the batches of a call, each from its own seed, so the chain does
+not depend on the count.
 """
 
 from __future__ import annotations
@@ -69,15 +71,29 @@ class FlowSamplerSettings:
     ----------
     batch_size : int
         Proposals drawn per call of the proposal (one vectorized flow pass).
+    proposal_workers : int
+        Processes on which a flow proposal draws the batches of a call (default 1: the
+        sampler's own process).  The proposals, and so the chain, are bit-identical for any
+        count (:class:`lattice_samplers.flows.FlowProposal`); the accept/reject pass stays
+        sequential.  Needs a proposal with ``use_workers(n)``.
     """
 
     batch_size: int = 4096
+    proposal_workers: int = 1
 
     def __post_init__(self) -> None:
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int):
             raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {self.batch_size}")
+        if (
+            isinstance(self.proposal_workers, bool)
+            or not isinstance(self.proposal_workers, int)
+            or self.proposal_workers < 1
+        ):
+            raise ValueError(
+                f"proposal_workers must be a positive integer, got {self.proposal_workers!r}"
+            )
 
 
 class FlowSampler(Sampler):
@@ -111,6 +127,14 @@ class FlowSampler(Sampler):
             raise TypeError("proposal must have a method sample(n, rng) -> (phi, log_q)")
         self.proposal = proposal
         super().__init__(theory, settings, **overrides)
+        workers = int(self.settings.proposal_workers)
+        if workers > 1:
+            use_workers = getattr(proposal, "use_workers", None)
+            if use_workers is None:
+                raise ValueError(
+                    "proposal_workers > 1 needs a proposal that draws on processes (a flow)"
+                )
+            use_workers(workers)
 
     # ------------------------------------------------------------------ proposals
     def _draw(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

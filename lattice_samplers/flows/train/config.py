@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,14 @@ __all__ = [
     "FREE_ON_RESUME",
     "HISTORY_COLUMNS",
     "TrainSettings",
+    "available_cores",
+    "busy_cpus",
+    "busy_from_times",
     "default_threads",
     "physical_cores",
+    "resolve_processes",
     "set_torch_threads",
+    "thread_policy",
     "trajectory_changes",
 ]
 
@@ -56,6 +62,7 @@ FREE_ON_RESUME = frozenset(
         "num_threads",
         "prior_streams",
         "keep_best",
+        "processes",
     }
 )
 
@@ -138,6 +145,15 @@ class TrainSettings:
         Draw each batch in this many equal parts from independent prior streams (default: one
         per process, i.e. 1 without torchrun; on resume, the checkpoint's number).  Must divide
         ``batch_size`` and be a multiple of the number of processes.
+    processes : int or str
+        CPU processes the ``train`` command starts for data-parallel training (DDP over gloo,
+        as under torchrun, see ``docs/ddp.md``): an integer, or ``auto`` for the physical cores
+        of the affinity mask.  Default 1 (one process, as before): a run's trajectory depends
+        on its process count (the batch is drawn in one prior stream per process), so the
+        default keeps existing seeds reproducing existing runs, and on a machine shared with
+        other work two processes measured slower than one (docs/performance.md).  Ignored
+        under torchrun (which decides) and with ``device = "cuda"``.  Each process runs torch
+        on :func:`thread_policy` threads unless ``num_threads`` is set.
     gradient : str
         Gradient estimator of the reverse KL: ``standard`` (differentiate mean(log_q + S);
         default) or ``path`` (the path gradient of arXiv:2207.08219, see
@@ -172,6 +188,7 @@ class TrainSettings:
     num_threads: int | None = 1
     prior_streams: int | None = None
     gradient: str = "standard"
+    processes: int | str = 1
 
     def __post_init__(self) -> None:
         if self.n_steps < 1:
@@ -226,6 +243,12 @@ class TrainSettings:
             raise ValueError(f"num_threads must be >= 1, got {self.num_threads}")
         if self.prior_streams is not None and self.prior_streams < 1:
             raise ValueError(f"prior_streams must be >= 1, got {self.prior_streams}")
+        if self.processes != "auto" and (
+            isinstance(self.processes, bool)
+            or not isinstance(self.processes, int)
+            or self.processes < 1
+        ):
+            raise ValueError(f"processes must be 'auto' or an integer >= 1, got {self.processes!r}")
         if self.gradient not in ("standard", "path"):
             raise ValueError(f"unknown gradient {self.gradient!r} (known: standard, path)")
         if not isinstance(self.device, str) or not self.device:
@@ -257,20 +280,115 @@ def physical_cores() -> int:
     return max(1, len(cores))
 
 
-def default_threads() -> int:
-    """``OMP_NUM_THREADS`` when set (by a scan worker, torchrun or the user), else the cores.
+def resolve_processes(settings: TrainSettings) -> int:
+    """How many training processes ``settings.processes`` asks for (1 on CUDA)."""
+    if settings.device != "cpu":
+        return 1
+    return physical_cores() if settings.processes == "auto" else int(settings.processes)
+
+
+def busy_cpus(interval_s: float = 0.05) -> float:
+    """CPUs of this process's affinity mask kept busy by other work, averaged over ``interval_s``.
+
+    Reads the per-CPU counters of ``/proc/stat`` twice (Linux; elsewhere 0).  This process
+    sleeps in between, so what is busy is other processes' work, niced or not: a niced
+    process still takes its core whenever ours yields it, and torch's OpenMP threads wait at
+    every barrier for the slowest thread.
+    """
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+        before = _cpu_times(cpus)
+        time.sleep(interval_s)
+        after = _cpu_times(cpus)
+    except (AttributeError, OSError, ValueError):
+        return 0.0
+    return busy_from_times(before, after)
+
+
+def _cpu_times(cpus: list[int]) -> dict[int, tuple[int, int]]:
+    """(total, idle) jiffies per CPU in ``cpus`` from ``/proc/stat`` (idle counts iowait)."""
+    out = {}
+    with open("/proc/stat") as fh:
+        for line in fh:
+            name, *fields = line.split()
+            if not name.startswith("cpu") or name == "cpu":
+                continue
+            c = int(name[3:])
+            if c in cpus:
+                ticks = [int(f) for f in fields[:8]]
+                out[c] = (sum(ticks), ticks[3] + ticks[4])
+    return out
+
+
+def busy_from_times(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]]) -> float:
+    """Busy CPUs (a sum of busy fractions) between two ``{cpu: (total, idle)}`` readings."""
+    busy = 0.0
+    for c, (total0, idle0) in before.items():
+        total1, idle1 = after.get(c, (total0, idle0))
+        dt = total1 - total0
+        if dt > 0:
+            busy += 1.0 - (idle1 - idle0) / dt
+    return busy
+
+
+def available_cores(busy: float | None = None) -> int:
+    """Physical cores of the affinity mask not taken by other work (at least 1).
+
+    Parameters
+    ----------
+    busy : float, optional
+        Busy CPUs (default: measured by :func:`busy_cpus`).  A CPU counts as taken from
+        0.5 busy on: half a core of competing work is enough to stall an OpenMP barrier.
+    """
+    try:
+        logical = len(os.sched_getaffinity(0))
+    except AttributeError:
+        logical = os.cpu_count() or 1
+    busy = busy_cpus() if busy is None else busy
+    physical = physical_cores()
+    # busy logical CPUs, in physical cores (hyperthread siblings share one)
+    taken = busy * physical / max(1, logical)
+    return max(1, physical - math.floor(taken + 0.5))
+
+
+def thread_policy(processes: int = 1, busy: float | None = None) -> int:
+    """Threads per process for torch such that threads x processes <= available cores (min 1).
+
+    Parameters
+    ----------
+    processes : int
+        Processes that will each run torch on this node (training processes or proposal
+        workers).
+    busy : float, optional
+        Busy CPUs from other work (default: measured now, see :func:`available_cores`).
+
+    Notes
+    -----
+    Measured on this 2-core machine: an L = 8 flow proposal took 98 us with one thread and
+    931-12,300 us with two threads beside one other busy process; one thread too few costs
+    at most a factor 2, one too many a factor 10-100.  So the policy rounds down.  With more
+    processes than cores each still gets one thread (the caller chose to oversubscribe).
+    """
+    if processes < 1:
+        raise ValueError(f"processes must be >= 1, got {processes}")
+    return max(1, available_cores(busy) // processes)
+
+
+def default_threads(processes: int = 1) -> int:
+    """``OMP_NUM_THREADS`` when set (by a scan worker, torchrun or the user), else the policy.
 
     A process that was told to stay single-threaded must not start a thread per core,
     since oversubscribed OpenMP threads spin against each other (measured here: 30x slower
-    training with two 2-thread processes on 2 cores).
+    training with two 2-thread processes on 2 cores).  Otherwise :func:`thread_policy` for
+    ``processes`` processes on this node.
     """
     env = os.environ.get("OMP_NUM_THREADS", "")
-    return int(env) if env.isdigit() and int(env) > 0 else physical_cores()
+    return int(env) if env.isdigit() and int(env) > 0 else thread_policy(processes)
 
 
-def set_torch_threads(num_threads: int | None = None) -> int:
+def set_torch_threads(num_threads: int | None = None, processes: int = 1) -> int:
     """Set torch's intra-op CPU threads (default :func:`default_threads`); return the count."""
-    n = num_threads or default_threads()
+    n = num_threads or default_threads(processes)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n

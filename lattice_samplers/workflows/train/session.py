@@ -53,8 +53,8 @@ from lattice_samplers.flows.distributed import current as current_group
 from lattice_samplers.flows.model import CNFSettings, Flow, FlowSettings
 from lattice_samplers.flows.train.config import (
     TrainSettings,
-    physical_cores,
     set_torch_threads,
+    thread_policy,
     trajectory_changes,
 )
 from lattice_samplers.flows.train.loop import (
@@ -338,7 +338,8 @@ def train_flow(
     check_streams(cfg, comm)
     n_threads = cfg.num_threads
     if n_threads is None and comm is not None:
-        n_threads = max(1, physical_cores() // comm.local_world_size)
+        # threads x processes within the cores other work leaves free (never oversubscribe)
+        n_threads = thread_policy(comm.local_world_size)
     set_torch_threads(n_threads)
 
     trainer = Trainer.for_theory(theory, flow_config, cfg, comm=comm)
