@@ -135,7 +135,7 @@ class GlobalCNFLayer(EquivariantCNFLayer):
     weight : torch.nn.Parameter
         Kernel weights ``(C, T, n_orbits)``.
     omega : torch.nn.Parameter
-        Sine frequencies ``(F,)``, initialized evenly on [0.25, 8] (a single one at 1).
+        Sine frequencies ``(F,)``, initialized evenly on [0.5, min(F / 2, 4)].
     feature_proj : torch.nn.Parameter
         P, ``(C, F + 1)``; column 0 weighs the linear feature.
     time_proj : torch.nn.Parameter
@@ -172,10 +172,10 @@ class GlobalCNFLayer(EquivariantCNFLayer):
         std = init_scale / math.sqrt(channels * time_channels * V)
         self.weight = nn.Parameter(std * torch.randn(channels, time_channels, len(keys)))
         dtype = torch.get_default_dtype()
-        if frequencies == 1:
-            omega = torch.ones(1, dtype=dtype)
-        else:
-            omega = torch.linspace(0.25, 8.0, frequencies, dtype=dtype)
+        # 0.5, 1.0, ... as the local design, spread evenly up to at most 4 for many sines
+        # (the field is of order 1: faster sines start as noise)
+        top = min(0.5 * frequencies, 4.0)
+        omega = torch.linspace(0.5, top, frequencies, dtype=dtype)
         self.omega = nn.Parameter(omega)
         self.feature_proj = nn.Parameter(
             torch.randn(channels, frequencies + 1) / math.sqrt(frequencies + 1)
