@@ -87,17 +87,26 @@ def test_table_output(tmp_path, capsys: pytest.CaptureFixture) -> None:
     assert "holds a comparison" in err and "hmc.nc" in err and "summary.json" in err
 
 
-def test_flow_checkpoint_for_another_lattice_is_refused(
+def test_flow_checkpoint_for_another_lattice_is_used_with_a_note(
     tiny_run: tuple[dict, object], tmp_path, capsys: pytest.CaptureFixture
 ) -> None:
+    """A cnf flow trained at L = 4 proposes at L = 6 (exact for any proposal), and says so."""
     _, out = tiny_run
-    rc = main(
-        ["compare", *TINY, "--set", "theory.L=6", "--flow", str(out / "flow"),
-         "--out", str(tmp_path / "x")]
-    )  # fmt: skip
+    args = [*TINY, "--set", "theory.L=6", "--set", 'compare.samplers=["flow"]']
+    args += ["--set", "run.n_steps=100", "--set", "run.n_therm=10", "--flow", str(out / "flow")]
+    rc = main(["compare", *args, "--out", str(tmp_path / "x"), "--json"])
+    captured = capsys.readouterr()
+    assert rc == 0
+    note = [line for line in captured.err.splitlines() if line.startswith("note:")]
+    assert len(note) == 1 and "trained for L = 4" in note[0], captured.err
+    summary = json.loads(captured.out)
+    assert summary["training"]["trained_for"]["L"] == 4
+    # another parametrization is refused in one line (the field's normalization differs)
+    bad = ["--set", 'theory.parametrization="albergo"', "--set", "theory.m2=-4.0"]
+    rc = main(["compare", *args, *bad, "--set", "theory.lam=8.0", "--out", str(tmp_path / "y")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and "error" in err[0]
-    assert not (tmp_path / "x").exists()
+    assert rc == 2 and len(err) == 1 and "parametrization" in err[0], err
+    assert not (tmp_path / "y").exists()
 
 
 def test_flow_section_that_disagrees_with_the_checkpoint_is_refused(

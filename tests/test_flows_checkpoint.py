@@ -91,3 +91,20 @@ def test_save_is_atomic_and_keeps_previous_on_failure(tmp_path, monkeypatch) -> 
     with pytest.raises(OSError):
         save_checkpoint(path, flow, TH4, SMALL)
     assert path.read_bytes() == before
+
+
+def test_check_compatible_with_any_couplings_only_checks_the_parametrization(tmp_path) -> None:
+    from lattice_samplers.flows.checkpoint import check_compatible
+
+    _, path = _saved(tmp_path)
+    data = read_checkpoint(path)
+    other_beta = Phi4Theory.create(4, "ising", beta=0.6, lam=0.5)
+    other_l = Phi4Theory.create(6, "ising", beta=0.5, lam=0.5)
+    for theory in (other_beta, other_l):
+        check_compatible(data, theory, any_couplings=True)  # accepted: the caller adapts
+        with pytest.raises(CheckpointError):
+            check_compatible(data, theory)  # the strict default still refuses
+    albergo = Phi4Theory.create(4, "albergo", m2=-4.0, lam=8.0)
+    with pytest.raises(CheckpointError, match="ising parametrization, not albergo") as info:
+        check_compatible(data, albergo, any_couplings=True)
+    assert "\n" not in str(info.value)

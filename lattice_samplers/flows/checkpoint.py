@@ -163,14 +163,24 @@ def check_compatible(
     theory: Phi4Theory | None = None,
     arch: dict[str, Any] | None = None,
     where: str = "checkpoint",
+    any_couplings: bool = False,
 ) -> None:
     """Raise :class:`CheckpointError` if a checkpoint does not match a theory or architecture.
 
     The lattice size is checked first (the commonest mistake), then the theory (same
     parametrization and couplings: the flow's output is in that field normalization), then
-    the flow family, then every architecture entry that changes the function class.
+    the flow family, then every architecture entry that changes the function class.  With
+    ``any_couplings`` only the parametrization must match (a proposal for an exact sampler may
+    come from another point of the same theory; the caller handles another L).
     """
-    if theory is not None:
+    if theory is not None and any_couplings:
+        stored = checkpoint_theory(data)
+        if stored.parametrization != theory.parametrization:
+            raise CheckpointError(
+                f"{where} was trained in the {stored.parametrization} parametrization, "
+                f"not {theory.parametrization}"
+            )
+    elif theory is not None:
         stored = checkpoint_theory(data)
         if stored.L != theory.L:
             raise CheckpointError(f"{where} is for lattice size L = {stored.L}, not L = {theory.L}")

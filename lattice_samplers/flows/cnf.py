@@ -104,6 +104,10 @@ def transferable(arch: dict[str, Any]) -> dict[str, Any] | None:
     if arch.get("family", "coupling") != "cnf":
         return None
     out = {k: arch[k] for k in TRANSFERABLE_KEYS}
+    # the global design's weights are per torus orbit: they transfer by extension (cnf_global)
+    for key in ("cnf_kernel", "cnf_channels", "cnf_time_channels"):
+        if key in arch:
+            out[key] = arch[key]
     out["global_rescaling"] = arch["global_rescaling"]
     return out
 

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from lattice_samplers.flows.cnf import EquivariantCNFLayer
+from lattice_samplers.flows.cnf_global import GlobalCNFLayer
 from lattice_samplers.flows.layers import (
     AdditiveCoupling,
     AffineCoupling,
@@ -383,8 +384,18 @@ def cnf_layers(arch: dict[str, Any]) -> list[FlowLayer]:
     layers: list[FlowLayer] = []
     if arch["free_field_base"]:
         layers.append(FreeFieldLayer(L, arch["free_field_h"], arch["free_field_c2"]))
-    layers.append(
-        EquivariantCNFLayer(
+    if arch.get("cnf_kernel", "local") == "global":  # records before it have local kernels
+        ode: FlowLayer = GlobalCNFLayer(
+            L,
+            frequencies=int(arch["cnf_frequencies"]),
+            n_time_basis=int(arch["cnf_time_basis"]),
+            channels=int(arch["cnf_channels"]),
+            time_channels=int(arch["cnf_time_channels"]),
+            ode_steps=int(arch["ode_steps"]),
+            init_scale=float(arch["init_scale"]),
+        )
+    else:
+        ode = EquivariantCNFLayer(
             L,
             frequencies=int(arch["cnf_frequencies"]),
             n_time_basis=int(arch["cnf_time_basis"]),
@@ -392,7 +403,7 @@ def cnf_layers(arch: dict[str, Any]) -> list[FlowLayer]:
             ode_steps=int(arch["ode_steps"]),
             init_scale=float(arch["init_scale"]),
         )
-    )
+    layers.append(ode)
     if arch["global_rescaling"]:
         layers.append(GlobalRescaling(L))
     return layers

@@ -26,6 +26,7 @@ from lattice_samplers.flows.nets import ACTIVATIONS
 from lattice_samplers.theory import Phi4Theory
 
 __all__ = [
+    "CNF_KERNELS",
     "COUPLING_KINDS",
     "DEFAULT_FAMILY",
     "DTYPE_NAMES",
@@ -50,6 +51,17 @@ DEFAULT_FAMILY = "cnf"
 #: Fields of the resolved architecture that do not change the function class (ignored when a
 #: checkpoint's architecture is compared with a config).
 _NOT_ARCHITECTURE = ("init_scale",)
+#: Kernel designs of the cnf family and their defaults.
+CNF_KERNELS = ("local", "global")
+CNF_KERNEL_DEFAULTS: dict[str, dict[str, int]] = {
+    "local": {"cnf_frequencies": 4, "cnf_time_basis": 4, "kernel_radius": 3},
+    "global": {
+        "cnf_frequencies": 49,
+        "cnf_time_basis": 21,
+        "cnf_channels": 20,
+        "cnf_time_channels": 20,
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -257,12 +269,21 @@ class CNFSettings(_BaseSettings):
 
     Attributes
     ----------
-    cnf_frequencies : int
-        Number of features sin(omega_f phi) besides phi (default 4).
-    cnf_time_basis : int
-        Cosine time-basis functions per kernel weight (default 4).
-    kernel_radius : int
-        Kernels vanish beyond max(|dx|, |dy|) = kernel_radius (default 3).
+    cnf_kernel : str
+        ``"local"`` (default): radius-limited stencils, F + 1 unprojected features, J time
+        functions (:mod:`lattice_samplers.flows.cnf`); ``"global"``: kernels over the whole
+        torus (every D4 orbit), features and time functions projected to a width
+        (:mod:`lattice_samplers.flows.cnf_global`).
+    cnf_frequencies : int or None
+        Number F of features sin(omega_f phi) besides phi (default 4 local, 49 global).
+    cnf_time_basis : int or None
+        Cosine time-basis functions J (default 4 local, 21 global).
+    kernel_radius : int or None
+        Local kernels vanish beyond max(|dx|, |dy|) = kernel_radius (default 3; local only).
+    cnf_channels : int or None
+        Feature width C of the global design (default 20; global only).
+    cnf_time_channels : int or None
+        Time-feature width T of the global design (default 20; global only).
     ode_steps : int
         Fixed RK4 steps on [0, 1] (default 10).  The log-density carries an O(h^4)
         integration error (measured at L = 8 after training: up to ~1e-2 with 10 steps, ~6e-4
@@ -281,18 +302,33 @@ class CNFSettings(_BaseSettings):
 
     family: ClassVar[str] = "cnf"
 
-    cnf_frequencies: int = 4
-    cnf_time_basis: int = 4
-    kernel_radius: int = 3
+    cnf_kernel: str = "local"
+    cnf_frequencies: int | None = None
+    cnf_time_basis: int | None = None
+    kernel_radius: int | None = None
+    cnf_channels: int | None = None
+    cnf_time_channels: int | None = None
     ode_steps: int = 10
 
     def __post_init__(self) -> None:
-        if self.cnf_frequencies < 0:
-            raise ValueError(f"cnf_frequencies must be >= 0, got {self.cnf_frequencies}")
-        if self.cnf_time_basis < 1:
-            raise ValueError(f"cnf_time_basis must be >= 1, got {self.cnf_time_basis}")
-        if self.kernel_radius < 0:
-            raise ValueError(f"kernel_radius must be >= 0, got {self.kernel_radius}")
+        if self.cnf_kernel not in CNF_KERNELS:
+            raise ValueError(f"cnf_kernel must be 'local' or 'global', got {self.cnf_kernel!r}")
+        # keys of the other design would be silently ignored: refuse them
+        other = ("cnf_channels", "cnf_time_channels") if self.cnf_kernel == "local" else ()
+        other += ("kernel_radius",) if self.cnf_kernel == "global" else ()
+        for key in other:
+            if getattr(self, key) is not None:
+                raise ValueError(f"{key} does not apply to cnf_kernel = {self.cnf_kernel!r}")
+        for key, low in (
+            ("cnf_frequencies", 0),
+            ("cnf_time_basis", 1),
+            ("kernel_radius", 0),
+            ("cnf_channels", 1),
+            ("cnf_time_channels", 1),
+        ):
+            value = getattr(self, key)
+            if value is not None and not (isinstance(value, int) and value >= low):
+                raise ValueError(f"{key} must be an integer >= {low}, got {value!r}")
         if self.ode_steps < 1:
             raise ValueError(f"ode_steps must be >= 1, got {self.ode_steps}")
         self._check_common()
@@ -319,11 +355,19 @@ class CNFSettings(_BaseSettings):
             "spline_bound": None,
             **base,
             "family": "cnf",
-            "cnf_frequencies": self.cnf_frequencies,
-            "cnf_time_basis": self.cnf_time_basis,
-            "kernel_radius": self.kernel_radius,
+            **self._kernel_record(),
             "ode_steps": self.ode_steps,
         }
+
+    def _kernel_record(self) -> dict[str, Any]:
+        """The design's keys with defaults filled in (the local record keeps its old keys)."""
+        default = CNF_KERNEL_DEFAULTS[self.cnf_kernel]
+        keys = {k: getattr(self, k) for k in default}
+        out = {k: default[k] if v is None else v for k, v in keys.items()}
+        if self.cnf_kernel == "global":
+            # kernel_radius stays in the record (None) so readers of old records still work
+            return {"cnf_kernel": "global", "kernel_radius": None, **out}
+        return out
 
 
 #: Either family's settings (what a ``[flow]`` section becomes).

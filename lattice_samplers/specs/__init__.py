@@ -28,6 +28,7 @@ problem.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -265,12 +266,16 @@ def _checkpoint_flow(
 ) -> tuple[dict[str, Any], str]:
     """Read the checkpoint ``compare --flow`` uses, once; return its contents and the device.
 
-    The checkpoint must be for ``theory``.  A ``[flow]`` section describes a flow to train: with
-    a checkpoint it must describe the checkpoint's own flow (same family and architecture),
-    else the comparison would record a flow that did not run.  ``[train]`` then only gives the
-    device.
+    The checkpoint must be for ``theory``'s parametrization; a flow trained at another beta or
+    L of it is accepted (the flow samplers stay exact for any proposal), carried to this L if
+    its weights transfer, with a note on stderr and ``trained_for`` in the returned record
+    (see :func:`lattice_samplers.flows.train.warmstart.retarget_checkpoint`).  A ``[flow]``
+    section describes a flow to train: with a checkpoint it must describe the checkpoint's own
+    flow (same family and architecture), else the comparison would record a flow that did not
+    run.  ``[train]`` then only gives the device.
     """
     from lattice_samplers.flows.checkpoint import check_compatible, read_checkpoint
+    from lattice_samplers.flows.train.warmstart import retarget_checkpoint
 
     device = "cpu"
     flow = None
@@ -278,11 +283,18 @@ def _checkpoint_flow(
         flow, train = flow_specs(config, theory)
         device = train.device
     try:
-        record = read_checkpoint(path)
-        check_compatible(record, theory, where=str(path))
+        record = retarget_checkpoint(read_checkpoint(path), theory, str(path))
         if "flow" in config:
             check_compatible(record, None, flow.resolve(theory), where=str(path))
     except ValueError as exc:
         hint = "; drop [flow] (it configures a flow to train)" if "flow" in config else ""
         raise ConfigError(f"{exc}{hint}") from None
+    if "trained_for" in record:
+        made = ", ".join(f"{k} = {v:g}" for k, v in record["trained_for"].items())
+        here = ", ".join(f"{k} = {v:g}" for k, v in {"L": theory.L, **theory.couplings}.items())
+        print(
+            f"note: {path} was trained for {made}; used as the proposal at {here} "
+            "(the flow samplers stay exact, the acceptance may be lower)",
+            file=sys.stderr,
+        )
     return record, device

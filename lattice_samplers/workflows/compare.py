@@ -159,6 +159,8 @@ def _train_or_load(plan: CompareSpec, out_dir: Path | None, progress: bool | Non
             "train_seconds": float(train.get("train_s", math.nan)),
             "n_steps": train.get("step"),
             "n_parameters": plan.flow_record.get("n_parameters"),
+            # set when the flow was trained at another beta or L (specs._checkpoint_flow)
+            "trained_for": plan.flow_record.get("trained_for"),
         }
     if progress is None and not sys.stderr.isatty():  # a line for logs, where no bar is drawn
         print(
