@@ -21,8 +21,9 @@ from lattice_samplers.flows.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from lattice_samplers.flows.model import Flow, FlowProposal, build_flow
+from lattice_samplers.flows.model import Flow, build_flow
 from lattice_samplers.flows.path_gradient import PathGradientLoss, path_gradient_loss
+from lattice_samplers.flows.proposal import FlowProposal
 from lattice_samplers.flows.settings import (
     CNFSettings,
     CouplingFlowSettings,
