@@ -261,3 +261,87 @@ def test_sample_and_compare_specs_build_flow_hmc(random_flow, tmp_path) -> None:
         compare_spec({**compare, "flow_hmc": {"flow": str(path)}})
     with pytest.raises(ConfigError, match="neither flow nor flow_hmc"):
         compare_spec({**compare, "compare": {"samplers": ["hmc"]}}, flow_checkpoint=path)
+
+
+# ----------------------------------------------------------------------- cnf exactness
+@pytest.fixture(scope="module")
+def cnf_flow():  # noqa: ANN201
+    from lattice_samplers.flows import CNFSettings, build_flow
+
+    settings = CNFSettings(
+        cnf_frequencies=2,
+        cnf_time_basis=2,
+        kernel_radius=1,
+        ode_steps=2,
+        dtype="float64",
+        init_scale=1.0,
+    )
+    return build_flow(Phi4Theory.create(4, "ising", beta=0.576, lam=0.5), settings, seed=1)
+
+
+def test_cnf_exactness_falls_like_rk4_and_is_none_for_exact_flows(cnf_flow, random_flow) -> None:  # noqa: ANN001
+    from lattice_samplers.samplers.flow_hmc import cnf_exactness
+
+    coarse = cnf_exactness(cnf_flow)
+    assert coarse["ode_steps"] == 2 and cnf_flow.arch["ode_steps"] == 2  # restored
+    assert coarse["sd_e"] > 0 and coarse["safe_ess"] == pytest.approx(coarse["sd_e"] ** -2)
+    cnf_flow.set_ode_steps(4)
+    try:
+        fine = cnf_exactness(cnf_flow)
+    finally:
+        cnf_flow.set_ode_steps(2)
+    assert 8.0 < coarse["sd_e"] / fine["sd_e"] < 32.0  # h^4: 16x per doubling
+    assert cnf_exactness(random_flow) is None  # coupling flows are exact
+
+
+def test_run_beyond_the_safe_count_is_flagged(capsys) -> None:  # noqa: ANN001
+    from lattice_samplers.samplers.flow_hmc import exactness_diagnostics
+
+    ex = {"ode_steps": 10, "sd_e": 0.01, "safe_ess": 1e4}
+    below = exactness_diagnostics(ex, {"phi2": 9e3, "abs_magnetization": 2e3}, "flow_hmc")
+    assert below["exceeds_safe_ess"] is False and "warning" not in capsys.readouterr().err
+    above = exactness_diagnostics(ex, {"phi2": 2e4, "abs_magnetization": None}, "flow_hmc")
+    assert above["exceeds_safe_ess"] is True and above["max_ess"] == 2e4
+    assert "exceeds the cnf flow's safe count" in capsys.readouterr().err
+    assert exactness_diagnostics(None, {"phi2": 1e9}, "flow_hmc") == {}
+
+
+def test_ode_steps_setting_changes_a_copy_of_the_flow(cnf_flow, random_flow) -> None:  # noqa: ANN001
+    from lattice_samplers.config import ConfigError
+    from lattice_samplers.specs import flow_hmc_sampler
+
+    theory = Phi4Theory.create(4, "ising", beta=0.576, lam=0.5)
+    sampler = flow_hmc_sampler(theory, {"ode_steps": 6}, flow=cnf_flow)
+    assert sampler.latent_map.flow.arch["ode_steps"] == 6 and cnf_flow.arch["ode_steps"] == 2
+    assert sampler.latent_map.exactness["ode_steps"] == 6
+    with pytest.raises(ConfigError, match="no ODE steps"):
+        flow_hmc_sampler(TINY, {"ode_steps": 6}, flow=random_flow)
+    with pytest.raises(ConfigError, match="positive integer"):
+        flow_hmc_sampler(theory, {"ode_steps": 0}, flow=cnf_flow)
+
+
+def test_sample_flow_option(cnf_flow, tmp_path, capsys) -> None:  # noqa: ANN001
+    import json
+
+    from lattice_samplers.cli import main
+    from lattice_samplers.flows import save_checkpoint
+
+    theory = Phi4Theory.create(4, "ising", beta=0.576, lam=0.5)
+    path = save_checkpoint(tmp_path / "cnf.pt", cnf_flow, theory)
+    text = (
+        '[theory]\nL = 4\nparametrization = "ising"\nbeta = 0.576\nlam = 0.5\n'
+        '[sampler]\nkind = "{kind}"\n[run]\nn_steps = 20\nn_therm = 10\nn_chains = 2\n{extra}'
+    )
+    config = tmp_path / "c.toml"
+    config.write_text(text.format(kind="flow_hmc", extra=""))
+    code = main(["sample", str(config), "--flow", str(path), "--json", "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    diag = json.loads(out)["diagnostics"]
+    assert diag["cnf_ode_steps"] == 2 and diag["cnf_safe_ess"] > 0
+    config.write_text(text.format(kind="flow_hmc", extra=f'[flow_hmc]\nflow = "{path}"\n'))
+    assert main(["sample", str(config), "--flow", str(path)]) == 2
+    assert "both by --flow and in the config" in capsys.readouterr().err
+    config.write_text(text.format(kind="hmc", extra=""))
+    assert main(["sample", str(config), "--flow", str(path)]) == 2
+    assert '--flow needs [sampler] kind = "flow_hmc"' in capsys.readouterr().err

@@ -28,7 +28,10 @@ This module imports torch only inside :class:`TorchFlowMap`'s methods.
 
 from __future__ import annotations
 
+import copy
 import math
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -39,7 +42,14 @@ from lattice_samplers.kernels.common import accept_test, measure_into
 from lattice_samplers.samplers.base import Sampler, State, check_fraction, check_positive
 from lattice_samplers.theory import Phi4Theory
 
-__all__ = ["FlowHMCSampler", "FlowHMCSettings", "LatentMap", "TorchFlowMap"]
+__all__ = [
+    "FlowHMCSampler",
+    "FlowHMCSettings",
+    "LatentMap",
+    "TorchFlowMap",
+    "cnf_exactness",
+    "exactness_diagnostics",
+]
 
 OMELYAN_LAMBDA = 0.1931833275037836
 
@@ -65,6 +75,73 @@ class LatentMap(Protocol):
         ...
 
 
+def cnf_exactness(flow: Any, n: int = 64, seed: int = 0) -> dict[str, float] | None:
+    """Cheap estimate of a cnf flow's log-det error e and its safe effective sample count.
+
+    The reported log-det of an RK4 flow with h = 1 / ode_steps is off by e(z) = O(h^4); the
+    sampled density is then p exp(e) instead of p, which biases an average by about
+    Cov(O, e), below one standard error while N_eff < 1 / Var(e) (the "safe count", see
+    docs/results/cnf_density_error.md).  Here e is estimated as the difference of the
+    log-dets at ``ode_steps`` and ``2 ode_steps`` for ``n`` fixed base draws (the finer one is
+    ~16x more accurate), without gradients.
+
+    Returns
+    -------
+    dict or None
+        ``ode_steps``, ``sd_e`` and ``safe_ess`` = 1 / Var(e); None for a flow without ODE
+        steps (coupling flows are exact).
+    """
+    steps = flow.arch.get("ode_steps")
+    if not steps:
+        return None
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn((n, int(flow.L), int(flow.L)), generator=gen, dtype=torch.float64)
+    z = z.to(device=flow.device, dtype=flow.dtype)
+    with torch.no_grad():
+        coarse = flow(z)[1].double()
+        flow.set_ode_steps(2 * int(steps))
+        try:
+            fine = flow(z)[1].double()
+        finally:
+            flow.set_ode_steps(int(steps))
+    sd = float(torch.std(coarse - fine).cpu())
+    return {"ode_steps": int(steps), "sd_e": sd, "safe_ess": 1.0 / sd**2 if sd > 0 else math.inf}
+
+
+def exactness_diagnostics(
+    exactness: Mapping[str, float] | None, ess: Mapping[str, float | None], name: str
+) -> dict[str, Any]:
+    """Diagnostics of a run with a cnf flow: safe count against the run's largest ESS.
+
+    Prints a warning on stderr when an observable's effective sample count exceeds the safe
+    count 1 / Var(e) of :func:`cnf_exactness` (its RK4 bias may then exceed its error).
+    ``ess``: effective sample count per observable; ``name``: the sampler, for the warning.
+    Empty for an exact flow.
+    """
+    if exactness is None:
+        return {}
+    finite = [float(v) for v in ess.values() if v is not None and math.isfinite(v)]
+    max_ess = max(finite) if finite else math.nan
+    exceeds = bool(max_ess > exactness["safe_ess"])
+    if exceeds:
+        print(
+            f"lattice-samplers: warning: {name}: effective sample count {max_ess:.3g} exceeds "
+            f"the cnf flow's safe count {exactness['safe_ess']:.3g} (1/Var(e) at ode_steps "
+            f"{exactness['ode_steps']}): the RK4 log-det bias may exceed the errors; sample "
+            "with more ODE steps",
+            file=sys.stderr,
+        )
+    return {
+        "cnf_ode_steps": exactness["ode_steps"],
+        "cnf_sd_e": exactness["sd_e"],
+        "cnf_safe_ess": exactness["safe_ess"],
+        "max_ess": max_ess,
+        "exceeds_safe_ess": exceeds,
+    }
+
+
 class TorchFlowMap:
     """A trained flow as a :class:`LatentMap`: forward pass and autograd force, batched.
 
@@ -75,6 +152,8 @@ class TorchFlowMap:
         parameters are not changed.
     theory : Phi4Theory
         The target; S is evaluated in float64 from the flow's phi.
+    ode_steps : int, optional
+        RK4 steps of a cnf flow for sampling (a copy of the flow is changed; None: as given).
 
     Notes
     -----
@@ -88,14 +167,20 @@ class TorchFlowMap:
 
     thread_safe = False
 
-    def __init__(self, flow: Any, theory: Phi4Theory) -> None:
+    def __init__(self, flow: Any, theory: Phi4Theory, ode_steps: int | None = None) -> None:
         if int(flow.L) != theory.L:
             raise ValueError(f"the flow is for L = {flow.L}, the theory has L = {theory.L}")
+        if ode_steps is not None and int(flow.arch.get("ode_steps", 0) or 0) != ode_steps:
+            # a copy: compare's independence sampler keeps the flow as it was given
+            flow = copy.deepcopy(flow)
+            flow.set_ode_steps(int(ode_steps))
         self.flow = flow.eval()
         for p in self.flow.parameters():
             p.requires_grad_(False)
         self.theory = theory
         self.passes = 0
+        #: the cnf log-det error estimate (:func:`cnf_exactness`), None for exact flows
+        self.exactness = cnf_exactness(self.flow)
 
     def pullback(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(phi, S~(z), dS~/dz) in float64 for a batch z (n, L, L); one forward+backward pass."""
@@ -135,6 +220,9 @@ class FlowHMCSettings:
     target_acceptance, tune, metropolis : see ``[hmc]``
     reversibility_every : int
         Integrate every n-th trajectory back to check reversibility (0: never).
+    ode_steps : int or None
+        RK4 steps of a cnf flow for sampling (more: a smaller log-det error, proportionally
+        slower forces); None: as trained.  Read when the map is built, like ``flow``.
     """
 
     flow: str | None = None
@@ -147,9 +235,16 @@ class FlowHMCSettings:
     tune: bool = True
     metropolis: bool = True
     reversibility_every: int = 100
+    ode_steps: int | None = None
 
     def __post_init__(self) -> None:
         check_positive("step_size", self.step_size)
+        if self.ode_steps is not None and (
+            isinstance(self.ode_steps, bool) or not isinstance(self.ode_steps, int)
+        ):
+            raise ValueError(f"ode_steps must be a positive integer, got {self.ode_steps!r}")
+        if self.ode_steps is not None and self.ode_steps < 1:
+            raise ValueError(f"ode_steps must be a positive integer, got {self.ode_steps!r}")
         if self.n_leapfrog < 1:
             raise ValueError(f"n_leapfrog must be >= 1, got {self.n_leapfrog}")
         if self.trajectory_length is not None:
