@@ -330,7 +330,7 @@ def test_sample_flow_option(cnf_flow, tmp_path, capsys) -> None:  # noqa: ANN001
     path = save_checkpoint(tmp_path / "cnf.pt", cnf_flow, theory)
     text = (
         '[theory]\nL = 4\nparametrization = "ising"\nbeta = 0.576\nlam = 0.5\n'
-        '[sampler]\nkind = "{kind}"\n[run]\nn_steps = 20\nn_therm = 10\nn_chains = 2\n{extra}'
+        '[sampler]\nkind = "{kind}"\n[run]\nn_steps = 6\nn_therm = 4\nn_chains = 2\n{extra}'
     )
     config = tmp_path / "c.toml"
     config.write_text(text.format(kind="flow_hmc", extra=""))
