@@ -333,7 +333,7 @@ def test_sample_flow_option(cnf_flow, tmp_path, capsys) -> None:  # noqa: ANN001
         '[sampler]\nkind = "{kind}"\n[run]\nn_steps = 6\nn_therm = 4\nn_chains = 2\n{extra}'
     )
     config = tmp_path / "c.toml"
-    config.write_text(text.format(kind="flow_hmc", extra=""))
+    config.write_text(text.format(kind="flow_hmc", extra="[flow_hmc]\nstep_size = 0.8\n"))
     code = main(["sample", str(config), "--flow", str(path), "--json", "--no-progress"])
     out, err = capsys.readouterr()
     assert code == 0, err
