@@ -20,7 +20,14 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from studies import beta_table, cnf_density_error, flow_families, sampler_cost, training_cost
+from studies import (
+    beta_table,
+    cnf_density_error,
+    flow_families,
+    flow_hmc,
+    sampler_cost,
+    training_cost,
+)
 from studies._common import DATA, RESULTS, report, write_between_markers
 
 __all__ = ["TABLES", "main", "marked", "tables"]
@@ -55,6 +62,9 @@ TABLES: dict[tuple[str, str], Callable[[], str]] = {
     ("sampler_cost", "samplers_flow_families"): lambda: _samplers("flow_families"),
     ("cnf_density_error", "density_error"): lambda: cnf_density_error.markdown_table(
         _summary("cnf_density_error", "density_error.json")["rows"]
+    ),
+    ("flow_hmc", "flow_hmc"): lambda: flow_hmc.markdown_table(
+        _summary("flow_hmc", "flow_hmc.json")["rows"]
     ),
 }
 

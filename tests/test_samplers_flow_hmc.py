@@ -20,7 +20,6 @@ import torch
 from helpers import assert_same_run, run_chains
 
 from lattice_samplers import exact
-from lattice_samplers.samplers.base import State
 from lattice_samplers.samplers.flow_hmc import FlowHMCSampler, TorchFlowMap
 from lattice_samplers.testing import check_mean
 from lattice_samplers.theory import Phi4Theory
@@ -61,6 +60,17 @@ class MixMap:
         return phi, tilde, force.reshape(n, L0, L1)
 
 
+class RowMap(MixMap):
+    """Test-only: :class:`MixMap` one field at a time, so a batch equals single passes exactly.
+
+    (A matrix product over a batch may round differently from the same product on one row.)
+    """
+
+    def pullback(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = [super(RowMap, self).pullback(z[c : c + 1]) for c in range(z.shape[0])]
+        return tuple(np.concatenate(parts) for parts in zip(*rows, strict=True))
+
+
 class NonReversible(FlowHMCSampler):
     """Test-only: symplectic Euler (kick(eps) drift(eps)), volume preserving, not reversible."""
 
@@ -73,12 +83,20 @@ class NonReversible(FlowHMCSampler):
 
 
 class NoRefresh(FlowHMCSampler):
-    """Test-only: momenta drawn once per chain and carried from trajectory to trajectory."""
+    """Test-only: momenta drawn once and carried from trajectory to trajectory (batched runs)."""
 
-    def _fresh_momenta(self, state: State, rng):  # noqa: ANN001, ANN202
-        if "momenta" not in state.aux:
-            state.aux["momenta"] = rng.standard_normal(self.theory.shape)
-        return state.aux["momenta"][None]  # a view: the trajectory updates it in place
+    carried = None
+
+    def _fresh_momenta(self, states, rngs):  # noqa: ANN001, ANN202
+        if self.carried is None or self.carried.shape[0] != len(states):
+            self.carried = super()._fresh_momenta(states, rngs)
+        return self.carried  # the trajectory updates it in place
+
+
+class PerChain(FlowHMCSampler):
+    """Test-only: the driver's per-chain path (the reference for the batched one)."""
+
+    batched_chains = False
 
 
 def _run(sampler: FlowHMCSampler, n_steps: int, seed: int, n_chains: int = 4):
@@ -162,6 +180,30 @@ def test_step_equals_run_and_resume_is_bit_identical(tmp_path) -> None:  # noqa:
     assert_same_run(straight, run_chains(make(), 60, checkpoint_path=ckpt, resume=True, **args))
 
 
+@pytest.mark.parametrize("integrator", ["leapfrog", "omelyan"])
+def test_batched_chains_equal_the_per_chain_path_bit_for_bit(integrator: str) -> None:
+    args = {"n_therm": 40, "thin": 2, "n_chains": 3, "seed": 4, "block_size": 10}
+    settings = {"integrator": integrator, "reversibility_every": 7}
+    batched = run_chains(FlowHMCSampler(TINY, latent_map=RowMap(TINY), **settings), 60, **args)
+    per_chain = run_chains(PerChain(TINY, latent_map=RowMap(TINY), **settings), 60, **args)
+    assert_same_run(batched, per_chain)
+    assert np.count_nonzero(batched.stats["reverse_max_dz"]) > 0
+
+
+def test_torch_flow_batched_pass_matches_single_passes_to_rounding(random_flow) -> None:  # noqa: ANN001
+    # torch's matrix products round differently for different batch sizes, so with a real
+    # flow the batched path equals the per-chain one only to the last bits (the dynamics are
+    # the same; chains then drift apart like any two float orderings)
+    m = TorchFlowMap(random_flow, TINY)
+    z = np.random.default_rng(2).standard_normal((4, 2, 2))
+    batch = m.pullback(z)
+    for c in range(4):
+        single = m.pullback(z[c : c + 1])
+        for a, b in zip(batch, single, strict=True):
+            np.testing.assert_allclose(a[c], b[0], rtol=1e-13, atol=1e-13)
+    np.testing.assert_array_equal(batch[2], m.pullback(z)[2])  # same batch: deterministic
+
+
 # ----------------------------------------------------------------------- a real flow
 @pytest.fixture(scope="module")
 def random_flow():  # noqa: ANN201
@@ -219,3 +261,87 @@ def test_sample_and_compare_specs_build_flow_hmc(random_flow, tmp_path) -> None:
         compare_spec({**compare, "flow_hmc": {"flow": str(path)}})
     with pytest.raises(ConfigError, match="neither flow nor flow_hmc"):
         compare_spec({**compare, "compare": {"samplers": ["hmc"]}}, flow_checkpoint=path)
+
+
+# ----------------------------------------------------------------------- cnf exactness
+@pytest.fixture(scope="module")
+def cnf_flow():  # noqa: ANN201
+    from lattice_samplers.flows import CNFSettings, build_flow
+
+    settings = CNFSettings(
+        cnf_frequencies=2,
+        cnf_time_basis=2,
+        kernel_radius=1,
+        ode_steps=2,
+        dtype="float64",
+        init_scale=1.0,
+    )
+    return build_flow(Phi4Theory.create(4, "ising", beta=0.576, lam=0.5), settings, seed=1)
+
+
+def test_cnf_exactness_falls_like_rk4_and_is_none_for_exact_flows(cnf_flow, random_flow) -> None:  # noqa: ANN001
+    from lattice_samplers.samplers.flow_hmc import cnf_exactness
+
+    coarse = cnf_exactness(cnf_flow)
+    assert coarse["ode_steps"] == 2 and cnf_flow.arch["ode_steps"] == 2  # restored
+    assert coarse["sd_e"] > 0 and coarse["safe_ess"] == pytest.approx(coarse["sd_e"] ** -2)
+    cnf_flow.set_ode_steps(4)
+    try:
+        fine = cnf_exactness(cnf_flow)
+    finally:
+        cnf_flow.set_ode_steps(2)
+    assert 8.0 < coarse["sd_e"] / fine["sd_e"] < 32.0  # h^4: 16x per doubling
+    assert cnf_exactness(random_flow) is None  # coupling flows are exact
+
+
+def test_run_beyond_the_safe_count_is_flagged(capsys) -> None:  # noqa: ANN001
+    from lattice_samplers.samplers.flow_hmc import exactness_diagnostics
+
+    ex = {"ode_steps": 10, "sd_e": 0.01, "safe_ess": 1e4}
+    below = exactness_diagnostics(ex, {"phi2": 9e3, "abs_magnetization": 2e3}, "flow_hmc")
+    assert below["exceeds_safe_ess"] is False and "warning" not in capsys.readouterr().err
+    above = exactness_diagnostics(ex, {"phi2": 2e4, "abs_magnetization": None}, "flow_hmc")
+    assert above["exceeds_safe_ess"] is True and above["max_ess"] == 2e4
+    assert "exceeds the cnf flow's safe count" in capsys.readouterr().err
+    assert exactness_diagnostics(None, {"phi2": 1e9}, "flow_hmc") == {}
+
+
+def test_ode_steps_setting_changes_a_copy_of_the_flow(cnf_flow, random_flow) -> None:  # noqa: ANN001
+    from lattice_samplers.config import ConfigError
+    from lattice_samplers.specs import flow_hmc_sampler
+
+    theory = Phi4Theory.create(4, "ising", beta=0.576, lam=0.5)
+    sampler = flow_hmc_sampler(theory, {"ode_steps": 6}, flow=cnf_flow)
+    assert sampler.latent_map.flow.arch["ode_steps"] == 6 and cnf_flow.arch["ode_steps"] == 2
+    assert sampler.latent_map.exactness["ode_steps"] == 6
+    with pytest.raises(ConfigError, match="no ODE steps"):
+        flow_hmc_sampler(TINY, {"ode_steps": 6}, flow=random_flow)
+    with pytest.raises(ConfigError, match="positive integer"):
+        flow_hmc_sampler(theory, {"ode_steps": 0}, flow=cnf_flow)
+
+
+def test_sample_flow_option(cnf_flow, tmp_path, capsys) -> None:  # noqa: ANN001
+    import json
+
+    from lattice_samplers.cli import main
+    from lattice_samplers.flows import save_checkpoint
+
+    theory = Phi4Theory.create(4, "ising", beta=0.576, lam=0.5)
+    path = save_checkpoint(tmp_path / "cnf.pt", cnf_flow, theory)
+    text = (
+        '[theory]\nL = 4\nparametrization = "ising"\nbeta = 0.576\nlam = 0.5\n'
+        '[sampler]\nkind = "{kind}"\n[run]\nn_steps = 6\nn_therm = 4\nn_chains = 2\n{extra}'
+    )
+    config = tmp_path / "c.toml"
+    config.write_text(text.format(kind="flow_hmc", extra="[flow_hmc]\nstep_size = 0.8\n"))
+    code = main(["sample", str(config), "--flow", str(path), "--json", "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    diag = json.loads(out)["diagnostics"]
+    assert diag["cnf_ode_steps"] == 2 and diag["cnf_safe_ess"] > 0
+    config.write_text(text.format(kind="flow_hmc", extra=f'[flow_hmc]\nflow = "{path}"\n'))
+    assert main(["sample", str(config), "--flow", str(path)]) == 2
+    assert "both by --flow and in the config" in capsys.readouterr().err
+    config.write_text(text.format(kind="hmc", extra=""))
+    assert main(["sample", str(config), "--flow", str(path)]) == 2
+    assert '--flow needs [sampler] kind = "flow_hmc"' in capsys.readouterr().err

@@ -20,7 +20,6 @@ from helpers import assert_same_run, run_chains
 
 from lattice_samplers import exact
 from lattice_samplers.kernels import fourier as kf
-from lattice_samplers.samplers.base import State
 from lattice_samplers.samplers.fourier_hmc import FourierHMCSampler
 from lattice_samplers.summary import summarize_series
 from lattice_samplers.testing import check_mean
@@ -43,14 +42,21 @@ class NonReversible(FourierHMCSampler):
 
 
 class NoRefresh(FourierHMCSampler):
-    """Test-only: the momenta are drawn once per chain and then carried, never refreshed."""
+    """Test-only: the momenta are drawn once and then carried, never refreshed (batched runs)."""
 
-    def _fresh_velocity(self, state: State, rng, buf):  # noqa: ANN001, ANN202
-        if "velocity" not in state.aux:
-            u, _ = super()._fresh_velocity(state, rng, buf)
-            state.aux["velocity"] = u[0].copy()
-        u = state.aux["velocity"][None]  # a view: the trajectory updates it in place
-        return u, float(self.kinetic(u)[0])
+    carried = None
+
+    def _fresh_velocity(self, states, rngs, buf):  # noqa: ANN001, ANN202
+        if self.carried is None or self.carried.shape[0] != len(states):
+            u, _ = super()._fresh_velocity(states, rngs, buf)
+            self.carried = u.copy()
+        return self.carried, self.kinetic(self.carried).copy()  # updated in place
+
+
+class PerChain(FourierHMCSampler):
+    """Test-only: the driver's per-chain path (the reference for the batched one)."""
+
+    batched_chains = False
 
 
 def _run(sampler: FourierHMCSampler, n_steps: int, seed: int, n_chains: int = 4):
@@ -218,3 +224,14 @@ def test_resume_and_workers_are_bit_identical(tmp_path) -> None:  # noqa: ANN001
     resumed = run_chains(FourierHMCSampler(L6), 60, checkpoint_path=ckpt, resume=True, **args)
     assert_same_run(straight, resumed)
     assert_same_run(straight, run_chains(FourierHMCSampler(L6), 60, workers=2, **args))
+
+
+@pytest.mark.parametrize("integrator", ["leapfrog", "omelyan"])
+def test_batched_chains_equal_the_per_chain_path_bit_for_bit(integrator: str) -> None:
+    args = {"n_therm": 40, "thin": 2, "n_chains": 3, "seed": 4, "block_size": 10}
+    settings = {"integrator": integrator, "reversibility_every": 7}
+    batched = run_chains(FourierHMCSampler(L6, **settings), 60, **args)
+    per_chain = run_chains(PerChain(L6, **settings), 60, **args)
+    assert_same_run(batched, per_chain)
+    assert np.count_nonzero(batched.stats["reverse_max_dz"]) > 0
+    assert_same_run(per_chain, run_chains(PerChain(L6, **settings), 60, workers=2, **args))

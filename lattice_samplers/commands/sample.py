@@ -3,8 +3,9 @@
 Config sections (:mod:`lattice_samplers.specs`; unknown sections and keys are errors):
 
 * ``[theory]``: ``L``, ``parametrization`` (ising, kappa, albergo, standard) and its couplings;
-* ``[sampler]``: ``kind`` (metropolis, hmc, cluster; default hmc); the sampler's settings go
-  in the section of its name (``[hmc]``, as in ``compare``) or in ``[sampler]`` itself;
+* ``[sampler]``: ``kind`` (metropolis, hmc, cluster, fourier_hmc, flow_hmc; default hmc); the
+  sampler's settings go in the section of its name (``[hmc]``, as in ``compare``) or in
+  ``[sampler]`` itself; flow_hmc's flow is ``[flow_hmc] flow = "DIR"`` or ``--flow DIR``;
 * ``[run]``: ``n_therm``, ``n_steps``, ``thin``, ``n_chains``, ``seed``, ``checkpoint_every``,
   ``checkpoint_interval_s``, ``block_size`` (:class:`lattice_samplers.driver.RunSettings`).
 
@@ -25,10 +26,11 @@ import sys
 from typing import Any
 
 from lattice_samplers.commands.common import add_common_arguments
-from lattice_samplers.config import apply_overrides, load_config
+from lattice_samplers.config import ConfigError, apply_overrides, load_config
 from lattice_samplers.driver import RunInterrupted
 from lattice_samplers.records import dumps
-from lattice_samplers.specs import sample_spec
+from lattice_samplers.samplers.flow_hmc import exactness_diagnostics
+from lattice_samplers.specs import FLOW_HMC, sample_spec
 from lattice_samplers.summary import format_observable_table, result_summary
 from lattice_samplers.workflows.sample import plan_outputs, run_sample
 
@@ -54,6 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--resume", action="store_true", help="continue from the checkpoint of an earlier run"
+    )
+    parser.add_argument(
+        "--flow",
+        metavar="DIR",
+        default=None,
+        help='the trained flow of [sampler] kind = "flow_hmc" (checkpoint file or training '
+        'folder), instead of [flow_hmc] flow = "DIR"',
     )
     parser.add_argument(
         "--overwrite",
@@ -91,9 +100,22 @@ def format_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _with_flow(config: dict[str, Any], flow: str) -> dict[str, Any]:
+    """The config with ``--flow`` as flow_hmc's flow; ConfigError if not flow_hmc or given twice."""
+    sampler = dict(config.get("sampler") or {})
+    if sampler.get("kind") != FLOW_HMC:
+        raise ConfigError(f'--flow needs [sampler] kind = "{FLOW_HMC}"')
+    section = dict(config.get(FLOW_HMC) or {})
+    if "flow" in sampler or "flow" in section:
+        raise ConfigError("the flow is given both by --flow and in the config: keep one")
+    return {**config, FLOW_HMC: {**section, "flow": flow}}
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the ``sample`` command; returns the exit status."""
     config = apply_overrides(load_config(args.config), args.overrides)
+    if args.flow is not None:
+        config = _with_flow(config, args.flow)
     spec = sample_spec(config)
     outputs = plan_outputs(args.out, args.checkpoint, args.resume, args.overwrite)
     try:
@@ -111,6 +133,10 @@ def run(args: argparse.Namespace) -> int:
         return exc.exit_status
 
     summary = result_summary(result, tau_estimator=spec.analysis.tau_estimator)
+    exactness = getattr(getattr(spec.sampler, "latent_map", None), "exactness", None)
+    if exactness is not None:  # flow_hmc with a cnf flow: RK4 log-det bias against the ESS
+        ess = {o: s.get("ess") for o, s in summary["observables"].items()}
+        summary["diagnostics"].update(exactness_diagnostics(exactness, ess, spec.sampler.kind))
     if outputs.results is not None:
         summary["out"] = str(outputs.results)
     if args.json:

@@ -19,11 +19,15 @@ Randomness: one seed gives independent chain streams ``SeedSequence(seed).spawn(
 
 Parallel chains: with ``run.workers`` > 1 (see :meth:`RunSettings.resolved_workers`) the chains
 of a block run concurrently in one persistent thread pool, one task per chain, joined before
-the driver goes on.  The compiled kernels release the GIL (``nogil=True``); each chain has its
-own generator, state and slices of the record arrays, and everything shared (work counters,
-the tuning acceptance, timings) is combined in the main thread in chain order after the join,
-so a run is bit-identical for any number of workers.  Signals stay with the main thread: a
-SIGINT or SIGTERM lets the running block finish on every chain, then saves and stops.
+the driver goes on.  A sampler that declares ``batched_chains`` (fourier_hmc, flow_hmc) instead
+advances all chains of a block in one call, ``run_block_batched(states, n, thin, rngs, obs,
+stats)``, each chain with its own generator, so the result equals the per-chain path
+(``run_block``, the reference) bit for bit; its block seconds are split equally among the
+chains (one thread did the work).  The compiled kernels release the GIL (``nogil=True``);
+each chain has its own generator, state and slices of the record arrays, and everything shared
+(work counters, the tuning acceptance, timings) is combined in the main thread in chain order
+after the join, so a run is bit-identical for any number of workers.  Signals stay with the
+main thread: a SIGINT or SIGTERM lets the running block finish on every chain, then saves and stops.
 
 Timing excludes JIT compilation (:meth:`Sampler.warmup` runs first and is timed separately).
 Each chain's seconds inside its blocks are summed into *core* seconds (``core_time_s``, the
@@ -270,27 +274,40 @@ class _Chains:
             bar.update(n)
         return [f.result() for f in futures]
 
+    def advance(self, n: int, thin: int, obs: np.ndarray, bar: Any) -> tuple[list[float], Any]:
+        """Advance every chain by ``n`` steps: (seconds per chain, stats (chains, n, stats)).
+
+        ``obs`` (chains, draws, N_OBS) receives the recorded draws.  A sampler with
+        ``batched_chains`` advances all chains in one :meth:`run_block_batched` call (its
+        seconds are shared equally among the chains); otherwise one ``run_block`` per chain.
+        """
+        sampler = self.sampler
+        stats = np.empty((self.run.n_chains, n, len(sampler.stat_names)))
+        if getattr(sampler, "batched_chains", False):
+            t1 = time.perf_counter()
+            sampler.run_block_batched(self.states, n, thin, self.rngs, obs, stats)
+            bar.update(n * self.run.n_chains)
+            return [(time.perf_counter() - t1) / self.run.n_chains] * self.run.n_chains, stats
+
+        def task(c: int) -> float:
+            t1 = time.perf_counter()
+            sampler.run_block(self.states[c], n, thin, self.rngs[c], obs[c], stats[c])
+            return time.perf_counter() - t1
+
+        return self.each_chain(task, n, bar), stats
+
     def therm_block(self, n: int, adapt: bool, bar: Any) -> None:
         sampler = self.sampler
-        n_stats = len(sampler.stat_names)
         tune_col = sampler.stat_names.index(sampler.tune_stat)
-
-        def task(c: int) -> tuple[float, dict[str, int], float]:
-            stats = np.empty((n, n_stats))
-            t1 = time.perf_counter()
-            # thin > n: nothing is recorded during thermalization
-            sampler.run_block(self.states[c], n, n + 1, self.rngs[c], np.empty((0, N_OBS)), stats)
-            seconds = time.perf_counter() - t1
-            return seconds, sampler.work(stats), float(np.mean(stats[:, tune_col]))
-
         t0 = time.perf_counter()
-        done = self.each_chain(task, n, bar)
+        # thin > n: nothing is recorded during thermalization
+        seconds, stats = self.advance(n, n + 1, np.empty((self.run.n_chains, 0, N_OBS)), bar)
         self.therm_wall_time += time.perf_counter() - t0
         acc = 0.0
-        for c, (seconds, work, chain_acc) in enumerate(done):
-            self.chain_therm[c] += seconds
-            add_work(self.work_therm, work)
-            acc += chain_acc
+        for c in range(self.run.n_chains):
+            self.chain_therm[c] += seconds[c]
+            add_work(self.work_therm, sampler.work(stats[c]))
+            acc += float(np.mean(stats[c, :, tune_col]))
         if adapt:
             sampler.adapt(acc / self.run.n_chains, self.adapt_k)
             self.adapt_k += 1
@@ -299,21 +316,13 @@ class _Chains:
     def production_block(self, n: int, bar: Any) -> None:
         sampler, thin = self.sampler, self.run.thin
         d0, d1 = self.prod_done // thin, (self.prod_done + n) // thin
-        n_stats = len(sampler.stat_names)
-
-        def task(c: int) -> tuple[float, dict[str, int]]:
-            stats = np.empty((n, n_stats))
-            t1 = time.perf_counter()
-            sampler.run_block(self.states[c], n, thin, self.rngs[c], self.obs[c, d0:d1], stats)
-            seconds = time.perf_counter() - t1
-            self.stats[c, d0:d1] = thin_stats(stats, thin)
-            return seconds, sampler.work(stats)
-
         t0 = time.perf_counter()
-        done = self.each_chain(task, n, bar)
+        seconds, stats = self.advance(n, thin, self.obs[:, d0:d1], bar)
         self.wall_time += time.perf_counter() - t0
-        for c, (seconds, block_work) in enumerate(done):
-            self.chain_wall[c] += seconds
+        for c in range(self.run.n_chains):
+            self.stats[c, d0:d1] = thin_stats(stats[c], thin)
+            block_work = sampler.work(stats[c])
+            self.chain_wall[c] += seconds[c]
             add_work(self.work, block_work)
             add_work(self.chain_work[c], block_work)
         self.prod_done += n

@@ -28,7 +28,10 @@ This module imports torch only inside :class:`TorchFlowMap`'s methods.
 
 from __future__ import annotations
 
+import copy
 import math
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -39,7 +42,14 @@ from lattice_samplers.kernels.common import accept_test, measure_into
 from lattice_samplers.samplers.base import Sampler, State, check_fraction, check_positive
 from lattice_samplers.theory import Phi4Theory
 
-__all__ = ["FlowHMCSampler", "FlowHMCSettings", "LatentMap", "TorchFlowMap"]
+__all__ = [
+    "FlowHMCSampler",
+    "FlowHMCSettings",
+    "LatentMap",
+    "TorchFlowMap",
+    "cnf_exactness",
+    "exactness_diagnostics",
+]
 
 OMELYAN_LAMBDA = 0.1931833275037836
 
@@ -65,6 +75,73 @@ class LatentMap(Protocol):
         ...
 
 
+def cnf_exactness(flow: Any, n: int = 64, seed: int = 0) -> dict[str, float] | None:
+    """Cheap estimate of a cnf flow's log-det error e and its safe effective sample count.
+
+    The reported log-det of an RK4 flow with h = 1 / ode_steps is off by e(z) = O(h^4); the
+    sampled density is then p exp(e) instead of p, which biases an average by about
+    Cov(O, e), below one standard error while N_eff < 1 / Var(e) (the "safe count", see
+    docs/results/cnf_density_error.md).  Here e is estimated as the difference of the
+    log-dets at ``ode_steps`` and ``2 ode_steps`` for ``n`` fixed base draws (the finer one is
+    ~16x more accurate), without gradients.
+
+    Returns
+    -------
+    dict or None
+        ``ode_steps``, ``sd_e`` and ``safe_ess`` = 1 / Var(e); None for a flow without ODE
+        steps (coupling flows are exact).
+    """
+    steps = flow.arch.get("ode_steps")
+    if not steps:
+        return None
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn((n, int(flow.L), int(flow.L)), generator=gen, dtype=torch.float64)
+    z = z.to(device=flow.device, dtype=flow.dtype)
+    with torch.no_grad():
+        coarse = flow(z)[1].double()
+        flow.set_ode_steps(2 * int(steps))
+        try:
+            fine = flow(z)[1].double()
+        finally:
+            flow.set_ode_steps(int(steps))
+    sd = float(torch.std(coarse - fine).cpu())
+    return {"ode_steps": int(steps), "sd_e": sd, "safe_ess": 1.0 / sd**2 if sd > 0 else math.inf}
+
+
+def exactness_diagnostics(
+    exactness: Mapping[str, float] | None, ess: Mapping[str, float | None], name: str
+) -> dict[str, Any]:
+    """Diagnostics of a run with a cnf flow: safe count against the run's largest ESS.
+
+    Prints a warning on stderr when an observable's effective sample count exceeds the safe
+    count 1 / Var(e) of :func:`cnf_exactness` (its RK4 bias may then exceed its error).
+    ``ess``: effective sample count per observable; ``name``: the sampler, for the warning.
+    Empty for an exact flow.
+    """
+    if exactness is None:
+        return {}
+    finite = [float(v) for v in ess.values() if v is not None and math.isfinite(v)]
+    max_ess = max(finite) if finite else math.nan
+    exceeds = bool(max_ess > exactness["safe_ess"])
+    if exceeds:
+        print(
+            f"lattice-samplers: warning: {name}: effective sample count {max_ess:.3g} exceeds "
+            f"the cnf flow's safe count {exactness['safe_ess']:.3g} (1/Var(e) at ode_steps "
+            f"{exactness['ode_steps']}): the RK4 log-det bias may exceed the errors; sample "
+            "with more ODE steps",
+            file=sys.stderr,
+        )
+    return {
+        "cnf_ode_steps": exactness["ode_steps"],
+        "cnf_sd_e": exactness["sd_e"],
+        "cnf_safe_ess": exactness["safe_ess"],
+        "max_ess": max_ess,
+        "exceeds_safe_ess": exceeds,
+    }
+
+
 class TorchFlowMap:
     """A trained flow as a :class:`LatentMap`: forward pass and autograd force, batched.
 
@@ -75,23 +152,35 @@ class TorchFlowMap:
         parameters are not changed.
     theory : Phi4Theory
         The target; S is evaluated in float64 from the flow's phi.
+    ode_steps : int, optional
+        RK4 steps of a cnf flow for sampling (a copy of the flow is changed; None: as given).
 
     Notes
     -----
     ``thread_safe = False``: torch's reductions are not bit-reproducible across threads, so the
-    chains run one after the other (as for the independence sampler).
+    chains run one after the other (as for the independence sampler) when not batched.  A
+    batch is not bit-invariant either: torch's matrix products round differently for different
+    batch sizes, so the batched driver path (all chains in one pass, the default) matches the
+    per-chain one to the last bits only; each path on its own is reproducible and resumes bit
+    for bit.
     """
 
     thread_safe = False
 
-    def __init__(self, flow: Any, theory: Phi4Theory) -> None:
+    def __init__(self, flow: Any, theory: Phi4Theory, ode_steps: int | None = None) -> None:
         if int(flow.L) != theory.L:
             raise ValueError(f"the flow is for L = {flow.L}, the theory has L = {theory.L}")
+        if ode_steps is not None and int(flow.arch.get("ode_steps", 0) or 0) != ode_steps:
+            # a copy: compare's independence sampler keeps the flow as it was given
+            flow = copy.deepcopy(flow)
+            flow.set_ode_steps(int(ode_steps))
         self.flow = flow.eval()
         for p in self.flow.parameters():
             p.requires_grad_(False)
         self.theory = theory
         self.passes = 0
+        #: the cnf log-det error estimate (:func:`cnf_exactness`), None for exact flows
+        self.exactness = cnf_exactness(self.flow)
 
     def pullback(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(phi, S~(z), dS~/dz) in float64 for a batch z (n, L, L); one forward+backward pass."""
@@ -131,6 +220,9 @@ class FlowHMCSettings:
     target_acceptance, tune, metropolis : see ``[hmc]``
     reversibility_every : int
         Integrate every n-th trajectory back to check reversibility (0: never).
+    ode_steps : int or None
+        RK4 steps of a cnf flow for sampling (more: a smaller log-det error, proportionally
+        slower forces); None: as trained.  Read when the map is built, like ``flow``.
     """
 
     flow: str | None = None
@@ -143,9 +235,16 @@ class FlowHMCSettings:
     tune: bool = True
     metropolis: bool = True
     reversibility_every: int = 100
+    ode_steps: int | None = None
 
     def __post_init__(self) -> None:
         check_positive("step_size", self.step_size)
+        if self.ode_steps is not None and (
+            isinstance(self.ode_steps, bool) or not isinstance(self.ode_steps, int)
+        ):
+            raise ValueError(f"ode_steps must be a positive integer, got {self.ode_steps!r}")
+        if self.ode_steps is not None and self.ode_steps < 1:
+            raise ValueError(f"ode_steps must be a positive integer, got {self.ode_steps!r}")
         if self.n_leapfrog < 1:
             raise ValueError(f"n_leapfrog must be >= 1, got {self.n_leapfrog}")
         if self.trajectory_length is not None:
@@ -218,9 +317,9 @@ class FlowHMCSampler(Sampler):
         }
         return State(np.ascontiguousarray(phi[0]), scalars, aux)
 
-    def _fresh_momenta(self, state: State, rng: np.random.Generator) -> np.ndarray:
-        """Momenta p ~ N(0, 1), shape (1, L, L)."""
-        return rng.standard_normal((1, *self.theory.shape))
+    def _fresh_momenta(self, states: list[State], rngs: list[np.random.Generator]) -> np.ndarray:
+        """Momenta p ~ N(0, 1), shape (n_chains, L, L), each chain's from its own generator."""
+        return np.stack([rng.standard_normal(self.theory.shape) for rng in rngs])
 
     def _integrate(
         self, z: np.ndarray, p: np.ndarray, force: np.ndarray, step_size: float
@@ -247,50 +346,74 @@ class FlowHMCSampler(Sampler):
         obs_out: np.ndarray,
         stats_out: np.ndarray,
     ) -> None:
-        """Run ``n_steps`` trajectories (see :meth:`Sampler.run_block`).
+        """``n_steps`` trajectories of one chain: :meth:`run_block_batched` on a batch of one."""
+        self.run_block_batched([state], n_steps, thin, [rng], obs_out[None], stats_out[None])
 
-        Random stream per trajectory: L^2 standard normals, then one standard exponential.
+    def run_block_batched(
+        self,
+        states: list[State],
+        n_steps: int,
+        thin: int,
+        rngs: list[np.random.Generator],
+        obs_out: np.ndarray,
+        stats_out: np.ndarray,
+    ) -> None:
+        """Run ``n_steps`` trajectories of every chain together, one flow pass per force.
+
+        ``obs_out`` (n_chains, n_steps // thin, n_obs) and ``stats_out`` (n_chains, n_steps,
+        n_stats) as in :meth:`Sampler.run_block`, per chain.  Each chain draws from its own
+        generator in the order of :meth:`run_block`, so a chain's result does not depend on
+        the others (as long as the map is batch invariant, see :class:`TorchFlowMap`).
+        Random stream per chain and trajectory: L^2 standard normals, then one standard
+        exponential.
         """
         s = self.settings
         h, c2, c4 = self.theory.hopping
-        obs_new = np.empty(state.scalars.shape[0] - 1)
-        counter = state.aux["trajectories"]
+        n = len(states)
+        obs_new = np.empty(states[0].scalars.shape[0] - 1)
         every = int(s.reversibility_every)
         eps = float(s.step_size)
         # a diverging trajectory (too large a step while tuning) gives inf/NaN: an honest,
         # counted rejection, not a warning per transform
         with np.errstate(over="ignore", invalid="ignore"):
             for t in range(n_steps):
-                p = self._fresh_momenta(state, rng)
-                k_old = 0.5 * float(np.sum(p * p))
-                h_old = float(state.aux["action_tilde"][0]) + k_old
-                z = state.aux["z"][None].copy()
-                check = every > 0 and int(counter[0]) % every == 0
-                z0, p0 = (z.copy(), p.copy()) if check else (z, p)
-                phi, tilde, force = self._integrate(z, p, state.aux["force"][None], eps)
-                h_new = float(tilde[0]) + 0.5 * float(np.sum(p * p))
-                # Sign convention: delta_h = H_new - H_old, accept if log(u) < -delta_h.
-                delta_h = h_new - h_old
-                stats_out[t, 4:6] = 0.0
-                if check:
-                    stats_out[t, 4:6] = self._reverse_check(z0, p0, z, p, force, h_old, eps)
-                e = rng.standard_exponential()
-                accepted = accept_test(delta_h, e) if s.metropolis else True
-                if accepted:
-                    state.aux["z"][...] = z[0]
-                    state.aux["force"][...] = force[0]
-                    state.aux["action_tilde"][0] = float(tilde[0])
-                    state.phi[...] = phi[0]
-                    state.scalars[0] = measure_into(phi[0], h, c2, c4, self.theory.c0, obs_new)
-                    state.scalars[1:] = obs_new
-                counter[0] += 1.0
-                finite = math.isfinite(delta_h)
-                stats_out[t, 0] = 1.0 if accepted else 0.0
-                stats_out[t, 1] = min(1.0, math.exp(-delta_h)) if finite else 0.0
-                stats_out[t, 2] = delta_h
-                stats_out[t, 3] = math.exp(min(-delta_h, 700.0)) if finite else 0.0
-                if (t + 1) % thin == 0:
-                    obs_out[(t + 1) // thin - 1, :] = state.scalars[1:]
+                p = self._fresh_momenta(states, rngs)
+                k_old = 0.5 * np.sum(p * p, axis=(1, 2))
+                h_old = np.array([st.aux["action_tilde"][0] for st in states]) + k_old
+                z = np.stack([st.aux["z"] for st in states])
+                check = [every > 0 and int(st.aux["trajectories"][0]) % every == 0 for st in states]
+                z0, p0 = z.copy(), p.copy()
+                force0 = np.stack([st.aux["force"] for st in states])
+                phi, tilde, force = self._integrate(z, p, force0, eps)
+                k_new = 0.5 * np.sum(p * p, axis=(1, 2))
+                stats_out[:, t, 4:6] = 0.0
+                rows = [c for c in range(n) if check[c]]
+                if rows:
+                    back = self._reverse_check(
+                        z0[rows], p0[rows], z[rows], p[rows], force[rows], h_old[rows], eps
+                    )
+                    stats_out[rows, t, 4:6] = back
+                for c, st in enumerate(states):
+                    # Sign convention: delta_h = H_new - H_old, accept if log(u) < -delta_h.
+                    delta_h = float(tilde[c]) + float(k_new[c]) - float(h_old[c])
+                    e = rngs[c].standard_exponential()
+                    accepted = accept_test(delta_h, e) if s.metropolis else True
+                    if accepted:
+                        st.aux["z"][...] = z[c]
+                        st.aux["force"][...] = force[c]
+                        st.aux["action_tilde"][0] = float(tilde[c])
+                        st.phi[...] = phi[c]
+                        st.scalars[0] = measure_into(phi[c], h, c2, c4, self.theory.c0, obs_new)
+                        st.scalars[1:] = obs_new
+                    st.aux["trajectories"][0] += 1.0
+                    finite = math.isfinite(delta_h)
+                    out = stats_out[c, t]
+                    out[0] = 1.0 if accepted else 0.0
+                    out[1] = min(1.0, math.exp(-delta_h)) if finite else 0.0
+                    out[2] = delta_h
+                    out[3] = math.exp(min(-delta_h, 700.0)) if finite else 0.0
+                    if (t + 1) % thin == 0:
+                        obs_out[c, (t + 1) // thin - 1, :] = st.scalars[1:]
 
     def _reverse_check(
         self,
@@ -299,15 +422,18 @@ class FlowHMCSampler(Sampler):
         z1: np.ndarray,
         p1: np.ndarray,
         force1: np.ndarray,
-        h0: float,
+        h0: np.ndarray,
         step_size: float,
-    ) -> tuple[float, float]:
-        """Integrate back from (z1, -p1): (max |z_back - z0|, |H_back - H0|)."""
+    ) -> np.ndarray:
+        """Integrate a batch back from (z1, -p1): rows (max |z_back - z0|, |H_back - H0|)."""
         z, p = z1.copy(), -p1
         _, tilde, _ = self._integrate(z, p, force1, step_size)
-        h_back = float(tilde[0]) + 0.5 * float(np.sum(p * p))
+        h_back = tilde + 0.5 * np.sum(p * p, axis=(1, 2))
         del p0  # -p_back equals p0 up to rounding; the position test suffices
-        return float(np.max(np.abs(z - z0))), abs(h_back - h0)
+        return np.stack([np.max(np.abs(z - z0), axis=(1, 2)), np.abs(h_back - h0)], axis=1)
+
+    #: the driver may advance all chains of a block together (:meth:`run_block_batched`)
+    batched_chains: ClassVar[bool] = True
 
     @property
     def parallel_chains(self) -> bool:

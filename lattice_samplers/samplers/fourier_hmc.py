@@ -218,15 +218,21 @@ class FourierHMCSampler(Sampler):
         return State(state.phi, state.scalars, {"gforce": gforce, "trajectories": np.zeros(1)})
 
     def _fresh_velocity(
-        self, state: State, rng: np.random.Generator, buf: _Buffers
-    ) -> tuple[np.ndarray, float]:
-        """Fresh velocity u = A p, p ~ N(0, 1) drawn into ``buf.xi``: (u, |p|^2 / 2)."""
+        self, states: list[State], rngs: list[np.random.Generator], buf: _Buffers
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Fresh velocities u = A p, p ~ N(0, 1) drawn into ``buf.xi``: (u, |p|^2 / 2).
+
+        Each chain's p from its own generator; one batched FFT round trip for all.
+        """
         xi = buf.xi
-        rng.standard_normal(out=xi[0])
+        k_old = np.empty(len(states))
+        for c, rng in enumerate(rngs):
+            rng.standard_normal(out=xi[c])
+            flat = xi[c].reshape(xi[c].size)
+            k_old[c] = 0.5 * float(np.dot(flat, flat))
         w = self.settings.fft_workers
         u = kf.sample_velocity(xi, self.sqrt_propagator, buf.spectrum, buf.velocity, w)
-        flat = xi.reshape(xi.size)
-        return u, 0.5 * float(np.dot(flat, flat))
+        return u, k_old
 
     def _integrate(
         self, phi: np.ndarray, u: np.ndarray, gforce: np.ndarray, step_size: float, buf: _Buffers
@@ -255,53 +261,91 @@ class FourierHMCSampler(Sampler):
         obs_out: np.ndarray,
         stats_out: np.ndarray,
     ) -> None:
-        """Run ``n_steps`` trajectories (see :meth:`Sampler.run_block`).
+        """``n_steps`` trajectories of one chain: :meth:`run_block_batched` on a batch of one."""
+        self.run_block_batched([state], n_steps, thin, [rng], obs_out[None], stats_out[None])
 
-        Random stream per trajectory: L^2 standard normals (the momenta), then one standard
-        exponential for the accept test (when ``metropolis``).
+    #: the driver may advance all chains of a block together (:meth:`run_block_batched`)
+    batched_chains = True
+
+    def run_block_batched(
+        self,
+        states: list[State],
+        n_steps: int,
+        thin: int,
+        rngs: list[np.random.Generator],
+        obs_out: np.ndarray,
+        stats_out: np.ndarray,
+    ) -> None:
+        """Run ``n_steps`` trajectories of every chain, the chains batched through the FFTs.
+
+        ``obs_out`` (n_chains, n_steps // thin, n_obs) and ``stats_out`` (n_chains, n_steps,
+        n_stats) as in :meth:`Sampler.run_block`, per chain.  A chain's result does not depend
+        on the others: each draws from its own generator, and the transforms and local passes
+        treat the fields of a batch independently.  Random stream per chain and trajectory:
+        L^2 standard normals (the momenta), then one standard exponential for the accept test
+        (when ``metropolis``).
         """
-        buf = self._buffers(1)
+        n = len(states)
+        buf = self._buffers(n)
         s = self.settings
         h, c2, c4 = self.theory.hopping
         c0 = self.theory.c0
-        cur = state.phi[None]
+        cur = np.stack([st.phi for st in states])
+        gf_cur = np.stack([st.aux["gforce"] for st in states])
         new = buf.proposal
-        obs_new = np.empty(state.scalars.shape[0] - 1)
-        counter = state.aux["trajectories"]
+        obs_new = np.empty((n, states[0].scalars.shape[0] - 1))
+        s_new = np.empty(n)
         every = int(s.reversibility_every)
         eps = float(s.step_size)
         # a diverging trajectory (too large a step while tuning) gives inf/NaN: an honest,
         # counted rejection, not a warning per transform
         with np.errstate(over="ignore", invalid="ignore"):
             for t in range(n_steps):
-                u, k_old = self._fresh_velocity(state, rng, buf)
+                u, k_old = self._fresh_velocity(states, rngs, buf)
                 new[...] = cur
-                check = every > 0 and int(counter[0]) % every == 0
-                h_old = state.scalars[0] + float(self.kinetic(u, buf)[0]) if check else 0.0
-                gforce = self._integrate(new, u, state.aux["gforce"][None], eps, buf)
-                k_new = float(self.kinetic(u, buf)[0])
-                s_new = measure_into(new[0], h, c2, c4, c0, obs_new)
-                # Sign convention: delta_h = H_new - H_old, accept if log(u) < -delta_h.
-                delta_h = (s_new - state.scalars[0]) + (k_new - k_old)
-                stats_out[t, 4:6] = 0.0
-                if check:
-                    stats_out[t, 4:6] = self._reverse_check(cur, new, u, gforce, h_old, eps)
-                accepted = (
-                    accept_test(delta_h, rng.standard_exponential()) if s.metropolis else True
-                )
-                if accepted:
-                    cur[...] = new
-                    state.aux["gforce"][...] = gforce[0]
-                    state.scalars[0] = s_new
-                    state.scalars[1:] = obs_new
-                counter[0] += 1.0
-                finite = math.isfinite(delta_h)
-                stats_out[t, 0] = 1.0 if accepted else 0.0
-                stats_out[t, 1] = min(1.0, math.exp(-delta_h)) if finite else 0.0
-                stats_out[t, 2] = delta_h
-                stats_out[t, 3] = math.exp(min(-delta_h, 700.0)) if finite else 0.0
-                if (t + 1) % thin == 0:
-                    obs_out[(t + 1) // thin - 1, :] = state.scalars[1:]
+                rows = [
+                    c
+                    for c, st in enumerate(states)
+                    if every > 0 and int(st.aux["trajectories"][0]) % every == 0
+                ]
+                h_old = None
+                if rows:
+                    h_old = np.array([st.scalars[0] for st in states]) + self.kinetic(u, buf)
+                gforce = self._integrate(new, u, gf_cur, eps, buf)
+                k_new = self.kinetic(u, buf).copy()
+                for c in range(n):
+                    s_new[c] = measure_into(new[c], h, c2, c4, c0, obs_new[c])
+                stats_out[:, t, 4:6] = 0.0
+                if rows:
+                    back = self._reverse_check(
+                        cur[rows], new[rows], u[rows], gforce[rows], h_old[rows], eps
+                    )
+                    stats_out[rows, t, 4:6] = back
+                for c, st in enumerate(states):
+                    # Sign convention: delta_h = H_new - H_old, accept if log(u) < -delta_h.
+                    delta_h = (s_new[c] - st.scalars[0]) + (k_new[c] - k_old[c])
+                    accepted = (
+                        accept_test(delta_h, rngs[c].standard_exponential())
+                        if s.metropolis
+                        else True
+                    )
+                    if accepted:
+                        cur[c] = new[c]
+                        gf_cur[c] = gforce[c]
+                        st.scalars[0] = s_new[c]
+                        st.scalars[1:] = obs_new[c]
+                    st.aux["trajectories"][0] += 1.0
+                    finite = math.isfinite(delta_h)
+                    out = stats_out[c, t]
+                    out[0] = 1.0 if accepted else 0.0
+                    out[1] = min(1.0, math.exp(-delta_h)) if finite else 0.0
+                    out[2] = delta_h
+                    out[3] = math.exp(min(-delta_h, 700.0)) if finite else 0.0
+                    if (t + 1) % thin == 0:
+                        obs_out[c, (t + 1) // thin - 1, :] = st.scalars[1:]
+        for c, st in enumerate(states):
+            st.phi[...] = cur[c]
+            st.aux["gforce"][...] = gf_cur[c]
 
     def _reverse_check(
         self,
@@ -309,20 +353,20 @@ class FourierHMCSampler(Sampler):
         phi1: np.ndarray,
         u1: np.ndarray,
         gforce1: np.ndarray,
-        h0: float,
+        h0: np.ndarray,
         step_size: float,
-    ) -> tuple[float, float]:
-        """Integrate back from (phi1, -u1): (max |z_back - z0|, |H_back - H0|).
+    ) -> np.ndarray:
+        """Integrate a batch back from (phi1, -u1): rows (max |z_back - z0|, |H_back - H0|).
 
-        ``h0`` is H at the start of the forward trajectory, with the same kinetic formula.
+        ``h0`` is H at the start of the forward trajectories, with the same kinetic formula.
         """
         back = phi1.copy()
         v = -u1
-        buf = self._buffers(1)
+        buf = self._buffers(back.shape[0])
         self._integrate(back, v, gforce1.copy(), step_size, buf)
-        h_back = self.theory.action(back[0]) + float(self.kinetic(v, buf)[0])
-        dz = float(np.max(np.abs(self.to_latent(back - phi0))))
-        return dz, abs(h_back - h0)
+        h_back = np.array([self.theory.action(f) for f in back]) + self.kinetic(v, buf)
+        dz = np.max(np.abs(self.to_latent(back - phi0)), axis=(1, 2))
+        return np.stack([dz, np.abs(h_back - h0)], axis=1)
 
     @property
     def forces_per_step(self) -> int:

@@ -140,6 +140,7 @@ def flow_hmc_sampler(
         except (CheckpointError, OSError) as exc:
             raise ConfigError(f"[{section}] flow: {exc}") from None
     try:
-        return FlowHMCSampler(theory, parsed, latent_map=TorchFlowMap(flow, theory))
+        latent_map = TorchFlowMap(flow, theory, ode_steps=parsed.ode_steps)
+        return FlowHMCSampler(theory, parsed, latent_map=latent_map)
     except ValueError as exc:
         raise ConfigError(f"[{section}] {exc}") from None

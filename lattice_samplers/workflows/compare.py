@@ -43,6 +43,7 @@ from lattice_samplers.cost import break_even, cost_per_effective_sample
 from lattice_samplers.driver import RunResult, run_sampler, write_results
 from lattice_samplers.records import json_safe, versions, write_csv, write_json
 from lattice_samplers.samplers.flow import FlowSampler, flow_diagnostics
+from lattice_samplers.samplers.flow_hmc import cnf_exactness, exactness_diagnostics
 from lattice_samplers.specs import (
     ALL_SAMPLERS,
     CLASSICAL,
@@ -251,6 +252,7 @@ def run_comparison(
     seeds = _sampler_seeds(run.seed, names)
     runs: dict[str, SamplerRun] = {}
     training: dict[str, Any] = {}
+    exactness: dict[str, Any] = {}
 
     def execute(name: str, sampler: Any, training_s: float = 0.0) -> None:
         result = run_sampler(
@@ -262,13 +264,11 @@ def run_comparison(
         diag = diagnostics(result)
         if name == FLOW_SAMPLER:
             diag.update(flow_diagnostics(result.stats["accepted"], result.stats["log_weight"]))
-        runs[name] = SamplerRun(
-            name,
-            result,
-            summarize_observables(result, tau_estimator=plan.analysis.tau_estimator),
-            diag,
-            training_s,
-        )
+        observables = summarize_observables(result, tau_estimator=plan.analysis.tau_estimator)
+        if name in exactness:  # a cnf flow: its RK4 log-det bias against the run's ESS
+            ess = {o: s.get("ess") for o, s in observables.items()}
+            diag.update(exactness_diagnostics(exactness[name], ess, name))
+        runs[name] = SamplerRun(name, result, observables, diag, training_s)
         if out is not None:
             write_results(result, out / f"{name}.nc")
 
@@ -304,6 +304,8 @@ def run_comparison(
             )
             # flow_hmc: the same flow, charged the same training seconds
             flow_samplers[FLOW_HMC] = flow_hmc_sampler(plan.theory, plan.flow_hmc, flow=flow)
+            exactness[FLOW_SAMPLER] = cnf_exactness(flow)
+            exactness[FLOW_HMC] = flow_samplers[FLOW_HMC].latent_map.exactness
     for name in names:
         if name in flow_samplers:
             execute(name, flow_samplers[name], float(training["train_seconds"]))
