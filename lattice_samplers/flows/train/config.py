@@ -182,6 +182,8 @@ class TrainSettings:
     time_budget_s: float | None = None
     eval_every: int = 50
     eval_batch_size: int = 4096
+    ode_tolerance: float | None = 0.1
+    max_ode_steps: int = 80
     checkpoint_every: int = 500
     seed: int = 0
     device: str = "cpu"
@@ -235,6 +237,12 @@ class TrainSettings:
             raise ValueError(f"eval_every must be >= 1, got {self.eval_every}")
         if self.eval_batch_size < 2:
             raise ValueError(f"eval_batch_size must be >= 2, got {self.eval_batch_size}")
+        if self.ode_tolerance is not None and not (
+            self.ode_tolerance >= 0 and math.isfinite(self.ode_tolerance)
+        ):
+            raise ValueError(f"ode_tolerance must be >= 0 (0 = off), got {self.ode_tolerance}")
+        if self.max_ode_steps < 1:
+            raise ValueError(f"max_ode_steps must be >= 1, got {self.max_ode_steps}")
         if self.checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         if self.seed < 0:
