@@ -127,6 +127,13 @@ class TrainSettings:
         Held-out evaluation period in steps (default 50); steps_to_target is a multiple.
     eval_batch_size : int
         Size of each held-out batch (default 4096).
+    ode_tolerance : float or None
+        For a flow with an ODE (cnf): at each held-out evaluation, if the std over 128 fixed
+        draws of log q at ode_steps minus log q at 2 ode_steps exceeds this, ode_steps is
+        doubled for the rest of training (default 0.1 for the whole lattice: an IMH bias of
+        about Cov(O, e) and a safe ESS fraction of about 1 / Var(e)); 0 or None: off.
+    max_ode_steps : int
+        Cap of those doublings (default 80).
     checkpoint_every : int
         Checkpoint period in steps (default 500; a checkpoint is also written at the end).
     seed : int
