@@ -248,3 +248,46 @@ def test_state_round_trip_and_a_checkpoint_from_before_the_guard() -> None:
     assert legacy.history["rollbacks"] == [0.0] * 25
     assert all(math.isnan(v) for v in legacy.history["grad_norm"])
     assert run_loop(legacy).stop_reason == "n_steps" and legacy.step == 30
+
+
+# ---------------------------------------------------------------- RK4 error check (cnf)
+def _stiff_cnf(ode_steps: int = 2):
+    """A tiny cnf whose kernel weights are made large, so RK4 with few steps is inaccurate."""
+    flow = build_flow(
+        ISING4,
+        CNFSettings(cnf_frequencies=2, cnf_time_basis=2, kernel_radius=1, ode_steps=ode_steps),
+    )
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.copy_(3.0 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    return flow
+
+
+def test_ode_check_doubles_steps_of_a_stiff_cnf_and_off_does_not() -> None:
+    cfg = _cfg(n_steps=2, eval_every=1, eval_batch_size=64, lr=1e-5, max_rollbacks=0)
+    trainer = Trainer(_stiff_cnf(), TorchAction(ISING4), cfg)
+    assert trainer.ode_error_sd() > 0.1  # the premise: the stiff ODE is badly integrated
+    run_loop(trainer)
+    steps = [e[2] for e in trainer.ode_events]
+    assert steps and steps[0] == 4 and trainer.flow.arch["ode_steps"] == steps[-1]
+    state = trainer.state_dict()
+    assert state["ode_steps"] == steps[-1] and len(state["ode_events"]) == len(steps)
+    # resuming restores the doubled steps into a fresh flow at the configured ones
+    fresh = Trainer(_stiff_cnf(), TorchAction(ISING4), cfg)
+    fresh.load_state_dict(state, trainer.flow.state_dict())
+    assert fresh.flow.arch["ode_steps"] == steps[-1] and fresh.ode_events == trainer.ode_events
+    # negative control: the check off keeps the configured steps
+    off = Trainer(_stiff_cnf(), TorchAction(ISING4), _cfg(**{**cfg.__dict__, "ode_tolerance": 0}))
+    run_loop(off)
+    assert off.flow.arch["ode_steps"] == 2 and off.ode_events == []
+
+
+def test_ode_check_cap_and_bad_values() -> None:
+    cfg = _cfg(n_steps=1, eval_every=1, eval_batch_size=64, lr=1e-5, max_ode_steps=3)
+    trainer = Trainer(_stiff_cnf(), TorchAction(ISING4), cfg)
+    run_loop(trainer)
+    assert trainer.flow.arch["ode_steps"] == 3  # capped
+    for kw, msg in ((dict(ode_tolerance=-1.0), "ode_tolerance"), (dict(max_ode_steps=0), "max")):
+        with pytest.raises(ConfigError, match=msg):
+            section_to_dataclass(TrainSettings, {"n_steps": 5, **kw}, "train")

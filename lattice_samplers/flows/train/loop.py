@@ -217,6 +217,7 @@ def run_loop(
         ev = trainer.evaluate_shared() if is_eval else (math.nan, math.nan, math.nan)
         if is_eval:
             trainer.best.note(k, ev, trainer.flow)
+            trainer.check_ode()  # after the eval: this row measured the old steps
         trainer.wall_s += time.perf_counter() - t_wall
         trainer.sync_clock()
         row.update(
