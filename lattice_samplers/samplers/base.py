@@ -43,6 +43,7 @@ from lattice_samplers.theory import Phi4Theory
 
 __all__ = [
     "OBSERVABLE_NAMES",
+    "BatchedChainsSampler",
     "Chain",
     "Sampler",
     "State",
@@ -407,3 +408,39 @@ def check_positive(name: str, value: float) -> None:
     """Refuse a setting that is not a positive finite number with a one-line ValueError."""
     if not value > 0 or value != value or value == float("inf"):
         raise ValueError(f"{name} must be a positive finite number, got {value}")
+
+
+class BatchedChainsSampler(Sampler):
+    """A sampler that advances all chains of a block in one call (one FFT batch, one pass).
+
+    The driver calls :meth:`run_block_batched` with every chain's state and generator;
+    :meth:`run_block` is that call on a batch of one, so ``step`` equals ``run`` as for every
+    sampler.  A chain's result must not depend on the others (each has its own generator).
+    """
+
+    #: read by the driver: advance all chains of a block together
+    batched_chains: ClassVar[bool] = True
+
+    def run_block(
+        self,
+        state: State,
+        n_steps: int,
+        thin: int,
+        rng: np.random.Generator,
+        obs_out: np.ndarray,
+        stats_out: np.ndarray,
+    ) -> None:
+        """``n_steps`` steps of one chain: :meth:`run_block_batched` on a batch of one."""
+        self.run_block_batched([state], n_steps, thin, [rng], obs_out[None], stats_out[None])
+
+    @abstractmethod
+    def run_block_batched(
+        self,
+        states: list[State],
+        n_steps: int,
+        thin: int,
+        rngs: list[np.random.Generator],
+        obs_out: np.ndarray,
+        stats_out: np.ndarray,
+    ) -> None:
+        """Run ``n_steps`` steps of every chain; outputs shaped (n_chains, ...) per chain."""

@@ -39,7 +39,12 @@ import numpy as np
 
 from lattice_samplers.kernels import fourier as kf
 from lattice_samplers.kernels.common import accept_test, measure_into
-from lattice_samplers.samplers.base import Sampler, State, check_fraction, check_positive
+from lattice_samplers.samplers.base import (
+    BatchedChainsSampler,
+    State,
+    check_fraction,
+    check_positive,
+)
 from lattice_samplers.theory import Phi4Theory
 
 __all__ = [
@@ -260,7 +265,7 @@ class FlowHMCSettings:
             raise ValueError(f"reversibility_every must be >= 0, got {self.reversibility_every}")
 
 
-class FlowHMCSampler(Sampler):
+class FlowHMCSampler(BatchedChainsSampler):
     """HMC on the latent field of a flow (see the module docstring); one step = one trajectory.
 
     Parameters
@@ -336,18 +341,6 @@ class FlowHMCSampler(Sampler):
             phi, tilde, force = self.latent_map.pullback(z)
         p -= kicks[-1] * force
         return phi, tilde, force
-
-    def run_block(
-        self,
-        state: State,
-        n_steps: int,
-        thin: int,
-        rng: np.random.Generator,
-        obs_out: np.ndarray,
-        stats_out: np.ndarray,
-    ) -> None:
-        """``n_steps`` trajectories of one chain: :meth:`run_block_batched` on a batch of one."""
-        self.run_block_batched([state], n_steps, thin, [rng], obs_out[None], stats_out[None])
 
     def run_block_batched(
         self,
@@ -431,9 +424,6 @@ class FlowHMCSampler(Sampler):
         h_back = tilde + 0.5 * np.sum(p * p, axis=(1, 2))
         del p0  # -p_back equals p0 up to rounding; the position test suffices
         return np.stack([np.max(np.abs(z - z0), axis=(1, 2)), np.abs(h_back - h0)], axis=1)
-
-    #: the driver may advance all chains of a block together (:meth:`run_block_batched`)
-    batched_chains: ClassVar[bool] = True
 
     @property
     def parallel_chains(self) -> bool:

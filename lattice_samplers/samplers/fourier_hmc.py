@@ -39,7 +39,12 @@ import numpy as np
 
 from lattice_samplers.kernels import fourier as kf
 from lattice_samplers.kernels.common import accept_test, measure_into
-from lattice_samplers.samplers.base import Sampler, State, check_fraction, check_positive
+from lattice_samplers.samplers.base import (
+    BatchedChainsSampler,
+    State,
+    check_fraction,
+    check_positive,
+)
 
 __all__ = ["FourierHMCSampler", "FourierHMCSettings"]
 
@@ -137,7 +142,7 @@ class _Buffers:
         self.kinetic = np.empty(n)
 
 
-class FourierHMCSampler(Sampler):
+class FourierHMCSampler(BatchedChainsSampler):
     """Fourier-accelerated HMC (see the module docstring); one step = one trajectory.
 
     State caches: ``gforce`` (G dS/dphi at the current field, so a leapfrog trajectory costs
@@ -251,21 +256,6 @@ class FourierHMCSampler(Sampler):
             gforce = self.gforce(phi, buf)
         kf.kick(u, gforce, kicks[-1])
         return gforce
-
-    def run_block(
-        self,
-        state: State,
-        n_steps: int,
-        thin: int,
-        rng: np.random.Generator,
-        obs_out: np.ndarray,
-        stats_out: np.ndarray,
-    ) -> None:
-        """``n_steps`` trajectories of one chain: :meth:`run_block_batched` on a batch of one."""
-        self.run_block_batched([state], n_steps, thin, [rng], obs_out[None], stats_out[None])
-
-    #: the driver may advance all chains of a block together (:meth:`run_block_batched`)
-    batched_chains = True
 
     def run_block_batched(
         self,
